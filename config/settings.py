@@ -1,0 +1,93 @@
+"""Process settings, read from the environment (prefix-free names, e.g. DATABASE_URL).
+
+Workflow code never reads these: workflows get what they need through activities.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.types import Role
+
+DEV_SECRET = "dev-only-secret-change-me"
+VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    environment: str = Field(default="dev", description="dev | test | production")
+
+    database_url: str = f"sqlite+aiosqlite:///{VAR_DIR}/kami.db"
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "refunds"
+
+    # `key:role` pairs, comma separated: "pk_live_x:platform,rk_y:reviewer,ak_z:admin".
+    api_keys: str = ""
+
+    # Where the RefundWorkflow reads its decision policy; empty means the shipped default.
+    policy_path: str = ""
+
+    # Card-key supplier(s): a default base URL, and optional per-supplier overrides as
+    # "sup-a=http://...,sup-b=http://...".
+    supplier_url: str = "http://127.0.0.1:8101"
+    supplier_urls: str = ""
+    supplier_api_key: str = "kami-refunds"
+    supplier_secret: str = DEV_SECRET
+
+    alipay_url: str = "http://127.0.0.1:8102/gateway.do"
+    alipay_app_id: str = "2021000000000001"
+    alipay_private_key_path: str = str(VAR_DIR / "keys" / "alipay_app_private.pem")
+    alipay_public_key_path: str = str(VAR_DIR / "keys" / "alipay_platform_public.pem")
+
+    wechat_url: str = "http://127.0.0.1:8103"
+    wechat_mchid: str = "1900000001"
+    wechat_serial_no: str = "SANDBOXMCHSERIAL0001"
+    wechat_private_key_path: str = str(VAR_DIR / "keys" / "wechat_merchant_private.pem")
+    wechat_platform_public_key_path: str = str(VAR_DIR / "keys" / "wechat_platform_public.pem")
+    wechat_apiv3_key: str = "0123456789abcdef0123456789abcdef"  # 32 bytes, AES-256-GCM
+
+    # Where gateways send refund notifications (the API's public address).
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    platform_webhook_url: str = ""
+    platform_webhook_secret: str = DEV_SECRET
+
+    http_timeout_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            for name in ("supplier_secret", "platform_webhook_secret"):
+                if getattr(self, name) == DEV_SECRET:
+                    raise ValueError(f"{name.upper()} must be set in production")
+            if not self.api_keys:
+                raise ValueError("API_KEYS must be set in production")
+        return self
+
+    def roles_by_key(self) -> dict[str, Role]:
+        keys: dict[str, Role] = {}
+        for pair in filter(None, (p.strip() for p in self.api_keys.split(","))):
+            key, _, role = pair.rpartition(":")
+            if not key:
+                raise ValueError(f"API_KEYS entry {pair!r} is not key:role")
+            keys[key] = Role(role)
+        return keys
+
+    def supplier_url_for(self, supplier: str) -> str:
+        for pair in filter(None, (p.strip() for p in self.supplier_urls.split(","))):
+            name, _, url = pair.partition("=")
+            if name == supplier:
+                return url
+        return self.supplier_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

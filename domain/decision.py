@@ -1,0 +1,45 @@
+"""What the rules engine reads and what it answers.
+
+`domain.rules.decide(case, policy)` maps a `DecisionCase` to a `Decision`. It is
+pure and deterministic: the workflow calls it directly, tests call it without
+Temporal, and `refundctl explain` replays it for hypothetical times and reasons.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from domain.model import Model
+from domain.order import Order
+from domain.refund import RefundItemRequest, RefundItemView, RiskAssessment
+from domain.types import Destination, KeyState, Outcome, RefundReason
+
+
+class DecisionCase(Model):
+    order: Order
+    # The items and quantities asked for; the whole order when the buyer named none.
+    items: list[RefundItemRequest]
+    # Quantities already refunded (or being refunded) per item by other refunds of this order.
+    already_refunded: dict[str, int] = Field(default_factory=dict)
+    # The supplier's answer per card_key_id; a key missing here was not asked about.
+    key_states: dict[str, KeyState] = Field(default_factory=dict)
+    risk: RiskAssessment = Field(default_factory=RiskAssessment)
+    reason: RefundReason
+    reason_text: str = ""
+    now: datetime
+
+
+class Decision(Model):
+    outcome: Outcome
+    rule: str  # e.g. "card_key.unredeemed": stable, greppable, shown to reviewers
+    explanation: str  # English, for reviewers and logs
+    explanation_zh: str  # Chinese, for the buyer
+    amount: int  # what this refund may pay back, in minor units; 0 unless money is owed
+    items: list[RefundItemView] = Field(default_factory=list)
+    destination: Destination = Destination.ORIGINAL
+    # For a duplicate charge: the payments to refund instead of allocating over the order's.
+    payment_ids: list[str] = Field(default_factory=list)
+    review_deadline_hours: int = 24
+    policy_version: str = ""

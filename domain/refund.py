@@ -1,0 +1,195 @@
+"""A refund as the contract shows it: the request a buyer's click makes and the body
+that `GET /v1/refunds/{id}` and the workflow's `status` query both return."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, HttpUrl, model_validator
+
+from domain.model import (
+    Amount,
+    Identifier,
+    LongText,
+    Model,
+    PositiveAmount,
+    Quantity,
+    ShortText,
+    UtcDatetime,
+)
+from domain.order import ClientInfo
+from domain.types import (
+    CommissionState,
+    Destination,
+    EvidenceKind,
+    Outcome,
+    PaymentChannel,
+    PayoutState,
+    RefundReason,
+    RefundStatus,
+    RiskLevel,
+)
+
+
+class Evidence(Model):
+    kind: EvidenceKind
+    url: HttpUrl | None = Field(default=None)
+    text: LongText | None = None
+
+    @model_validator(mode="after")
+    def _has_content(self) -> Evidence:
+        if self.url is None and not self.text:
+            raise ValueError("evidence needs a url or a text")
+        if self.url is not None and len(str(self.url)) > 2048:
+            raise ValueError("url: at most 2048 characters")
+        return self
+
+
+class RefundItemRequest(Model):
+    item_id: Identifier
+    quantity: Quantity
+
+
+class RefundRequest(Model):
+    """`POST /v1/refunds`: the buyer clicked "apply for refund"."""
+
+    order_id: Identifier
+    buyer_id: Identifier
+    reason: RefundReason
+    reason_text: ShortText = ""
+    items: list[RefundItemRequest] | None = Field(default=None, min_length=1, max_length=200)
+    evidence: list[Evidence] = Field(default_factory=list, max_length=20)
+    client: ClientInfo | None = None
+
+    @model_validator(mode="after")
+    def _unique_items(self) -> RefundRequest:
+        if self.items is not None:
+            ids = [i.item_id for i in self.items]
+            if len(set(ids)) != len(ids):
+                raise ValueError("items: each item_id at most once")
+        return self
+
+
+class EvidenceRequest(Model):
+    evidence: list[Evidence] = Field(min_length=1, max_length=20)
+
+
+class CancelRequest(Model):
+    buyer_id: Identifier
+
+
+class AppealRequest(Model):
+    buyer_id: Identifier
+    text: LongText = Field(min_length=1)
+
+
+class ApproveRequest(Model):
+    reviewer: Identifier
+    note: LongText = ""
+    amount: PositiveAmount | None = None
+
+
+class RejectRequest(Model):
+    reviewer: Identifier
+    reason: LongText = Field(min_length=1)
+
+
+class RiskSignal(Model):
+    code: str
+    detail: str = ""
+    weight: int = 0
+
+
+class RiskAssessment(Model):
+    level: RiskLevel = RiskLevel.LOW
+    signals: list[RiskSignal] = Field(default_factory=list)
+    # How much the buyer's history moves the automatic-approval limit, in percent (100 = as is).
+    auto_limit_pct: int = 100
+
+
+class DecisionView(Model):
+    outcome: Outcome
+    rule: str
+    explanation: str
+    explanation_zh: str = ""
+    policy_version: str = ""
+    refundable_amount: Amount = 0
+
+
+class ReviewView(Model):
+    deadline: UtcDatetime
+    escalated: bool = False
+    reviewer: str | None = None
+    note: str | None = None
+    appealed: bool = False
+    appeal_text: str | None = None
+
+
+class RefundItemView(Model):
+    item_id: str
+    quantity: int
+    amount: int
+
+
+class PayoutView(Model):
+    channel: PaymentChannel
+    amount: int
+    state: PayoutState
+    gateway_refund_id: str | None = None
+    out_refund_no: str
+    payment_id: str | None = None
+    attempt: int = 1
+
+
+class CommissionView(Model):
+    beneficiary_id: str
+    level: int = 1
+    amount: int
+    state: CommissionState
+
+
+class TimelineEntry(Model):
+    stage: str
+    at: UtcDatetime
+    detail: str = ""
+
+
+class RefundLinks(Model):
+    self_: str = Field(alias="self", serialization_alias="self")
+
+    model_config = Model.model_config | {"populate_by_name": True}
+
+
+class RefundAccepted(Model):
+    refund_id: str
+    status: RefundStatus
+    links: RefundLinks
+
+
+class RefundBody(Model):
+    refund_id: str
+    order_id: str
+    buyer_id: str
+    merchant_id: str
+    status: RefundStatus
+    amount: int
+    currency: str = "CNY"
+    destination: Destination = Destination.ORIGINAL
+    reason: RefundReason
+    reason_text: str = ""
+    decision: DecisionView | None = None
+    risk: RiskAssessment | None = None
+    review: ReviewView | None = None
+    items: list[RefundItemView] = Field(default_factory=list)
+    payouts: list[PayoutView] = Field(default_factory=list)
+    commissions: list[CommissionView] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    workflow_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+def workflow_id_for(refund_id: str) -> str:
+    """The workflow id is the business id (CONTRACT: `refund-{refund_id}`)."""
+    return f"refund-{refund_id}"

@@ -1,0 +1,142 @@
+"""The words of the domain, as the public contract spells them.
+
+Every value here appears in CONTRACT.md or DOMAIN.md; adding a member is a
+contract change by addition, renaming one breaks integrators.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    UNPAID = "unpaid"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+
+
+class ProductType(StrEnum):
+    CARD_KEY = "card_key"
+    COURSE = "course"
+    MEMBERSHIP = "membership"
+    TOPUP = "topup"
+
+
+class PaymentChannel(StrEnum):
+    ALIPAY = "alipay"
+    WECHAT = "wechat"
+    BALANCE = "balance"
+
+
+class TopupStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class RefundReason(StrEnum):
+    INVALID_KEY = "invalid_key"
+    NOT_RECEIVED = "not_received"
+    NOT_AS_DESCRIBED = "not_as_described"
+    DUPLICATE_CHARGE = "duplicate_charge"
+    WRONG_PURCHASE = "wrong_purchase"
+    CHANGED_MIND = "changed_mind"
+    TECHNICAL_ISSUE = "technical_issue"
+    OTHER = "other"
+
+
+class RefundStatus(StrEnum):
+    SUBMITTED = "submitted"
+    CHECKING = "checking"
+    PENDING_REVIEW = "pending_review"
+    APPROVED = "approved"
+    REFUNDING = "refunding"
+    REFUNDED = "refunded"
+    REJECTED = "rejected"
+    REDIRECTED_TO_SUPPORT = "redirected_to_support"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def money_moving(self) -> bool:
+        """Once money starts to move a buyer can no longer cancel."""
+        return self in (RefundStatus.REFUNDING, RefundStatus.REFUNDED)
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        RefundStatus.REFUNDED,
+        RefundStatus.REJECTED,
+        RefundStatus.REDIRECTED_TO_SUPPORT,
+        RefundStatus.CANCELLED,
+        RefundStatus.FAILED,
+    }
+)
+
+
+class Outcome(StrEnum):
+    """What the rules decided. Values follow the contract's `decision.outcome`."""
+
+    AUTO_APPROVE = "auto_approved"
+    REVIEW = "review"
+    REJECT = "rejected"
+    REDIRECT_TO_SUPPORT = "redirected_to_support"
+    CANCEL_UNPAID = "cancelled_unpaid"
+
+
+class KeyState(StrEnum):
+    """What the card-key supplier says about a key."""
+
+    UNREDEEMED = "unredeemed"
+    REDEEMED = "redeemed"
+    INVALID = "invalid"
+    LOCKED = "locked"
+    VOIDED = "voided"
+    UNREACHABLE = "unreachable"  # the supplier did not answer in time: no evidence either way
+
+
+class Destination(StrEnum):
+    ORIGINAL = "original"
+    BALANCE = "balance"
+
+
+class PayoutState(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    CLOSED = "closed"
+    ABNORMAL = "abnormal"
+    FAILED = "failed"
+
+
+class CommissionState(StrEnum):
+    EARNED = "earned"  # on the order, no refund touches it
+    FROZEN = "frozen"
+    CLAWED_BACK = "clawed_back"
+    RELEASED = "released"
+    DEBT = "debt"  # clawed back after the distributor withdrew: they owe it
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    BLOCKED = "blocked"
+
+
+class Role(StrEnum):
+    PLATFORM = "platform"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+class EvidenceKind(StrEnum):
+    SCREENSHOT = "screenshot"
+    VIDEO = "video"
+    TEXT = "text"
+    LINK = "link"
+    OTHER = "other"

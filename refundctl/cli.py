@@ -1,0 +1,48 @@
+"""`refundctl`: every process and operator task of the service behind one command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# Subcommand -> (module, help). Each module has `add_arguments(parser)` and `run(args) -> int`;
+# modules are imported only when their command runs, so `refundctl api` never loads the worker.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "dev": ("refundctl.dev", "run the whole system locally: Temporal, sandboxes, worker, API"),
+    "temporal": ("refundctl.devserver", "run only the Temporal dev server from temporal-dev.yml"),
+    "worker": ("workers.main", "run the refund worker"),
+    "api": ("api.main", "run the HTTP API"),
+    "sandbox": ("sandbox.run", "run the sandbox peers (supplier, gateways, platform webhook)"),
+    "migrate": ("store.migrate", "bring the database schema up to date"),
+    "seed": ("refundctl.seed", "record the demo shop's orders"),
+    "bench": ("bench.refunds", "measure automatic refunds against an empty workflow"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refundctl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(_module=module_name)
+        # Argument definitions live with the command; import lazily but cheaply here.
+        module = importlib.import_module(module_name)
+        add: Callable[[argparse.ArgumentParser], None] | None = getattr(
+            module, "add_arguments", None
+        )
+        if add is not None:
+            add(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    result: int = module.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

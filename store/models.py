@@ -1,0 +1,319 @@
+"""The tables. Orders arrive from the platform; refunds, payouts, ledger and audit are ours.
+
+Every write that can be repeated (an activity retried, a POST sent twice) is guarded by
+a primary key or unique constraint, so a repeat is an upsert or a no-op, never a copy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID = String(128)
+Money = BigInteger()
+# SQLite has no time zones; every datetime here is UTC and compared as such.
+Timestamp = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ID, index=True)
+    buyer_id: Mapped[str] = mapped_column(ID, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(Money)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    paid_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    client_ip: Mapped[str | None] = mapped_column(String(64), index=True)
+    device_id: Mapped[str | None] = mapped_column(ID, index=True)
+    # Hash of the canonical body as first posted: the same body again is a 200, another a 409.
+    body_hash: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class OrderItemRow(Base):
+    __tablename__ = "order_items"
+
+    order_id: Mapped[str] = mapped_column(ID, ForeignKey("orders.order_id"), primary_key=True)
+    item_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str] = mapped_column(ID, index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    product_type: Mapped[str] = mapped_column(String(16))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(Money)
+
+
+class ItemUsageRow(Base):
+    __tablename__ = "item_usage"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["order_id", "item_id"], ["order_items.order_id", "order_items.item_id"]
+        ),
+    )
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    item_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    key_revealed: Mapped[bool] = mapped_column(Boolean, default=False)
+    progress_pct: Mapped[int] = mapped_column(Integer, default=0)
+    downloaded: Mapped[bool] = mapped_column(Boolean, default=False)
+    topup_status: Mapped[str | None] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class PaymentRow(Base):
+    __tablename__ = "payments"
+
+    order_id: Mapped[str] = mapped_column(ID, ForeignKey("orders.order_id"), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    transaction_id: Mapped[str] = mapped_column(ID, index=True)
+    amount: Mapped[int] = mapped_column(Money)
+    paid_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class CardKeyRow(Base):
+    """Which key ids were delivered for an item. Never the key's secret."""
+
+    __tablename__ = "card_keys"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["order_id", "item_id"], ["order_items.order_id", "order_items.item_id"]
+        ),
+    )
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    item_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    card_key_id: Mapped[str] = mapped_column(ID, primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    supplier: Mapped[str] = mapped_column(ID)
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class CommissionRow(Base):
+    """A distributor's share of an order, as the platform reported it."""
+
+    __tablename__ = "commissions"
+
+    order_id: Mapped[str] = mapped_column(ID, ForeignKey("orders.order_id"), primary_key=True)
+    beneficiary_id: Mapped[str] = mapped_column(ID, primary_key=True, index=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    amount: Mapped[int] = mapped_column(Money)
+
+
+class RefundRow(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        Index("ix_refunds_buyer_created", "buyer_id", "created_at"),
+        Index("ix_refunds_device_created", "device_id", "created_at"),
+        Index("ix_refunds_ip_created", "client_ip", "created_at"),
+        Index("ix_refunds_status_deadline", "status", "review_deadline"),
+        Index("ix_refunds_created", "created_at", "refund_id"),
+    )
+
+    refund_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    order_id: Mapped[str] = mapped_column(ID, ForeignKey("orders.order_id"), index=True)
+    buyer_id: Mapped[str] = mapped_column(ID)
+    merchant_id: Mapped[str] = mapped_column(ID, index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    destination: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    reason_text: Mapped[str] = mapped_column(String(200))
+    client_ip: Mapped[str | None] = mapped_column(String(64))
+    device_id: Mapped[str | None] = mapped_column(ID)
+    risk_level: Mapped[str | None] = mapped_column(String(16))
+    review_deadline: Mapped[datetime | None] = mapped_column(Timestamp)
+    policy_version: Mapped[str | None] = mapped_column(String(64))
+    # The parts of the contract body the workflow owns, kept as the workflow last reported them.
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    risk: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    review: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Highest timeline sequence number the workflow has reported (projection writes are ordered).
+    progress_seq: Mapped[int] = mapped_column(Integer, default=0)
+    workflow_id: Mapped[str] = mapped_column(ID, unique=True)
+    workflow_started: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class RefundItemRow(Base):
+    __tablename__ = "refund_items"
+
+    refund_id: Mapped[str] = mapped_column(ID, ForeignKey("refunds.refund_id"), primary_key=True)
+    item_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Money)
+
+
+class RefundClaimRow(Base):
+    """An open refund's hold on an order item. The primary key is what makes a second
+    concurrent refund on the same item fail (409) instead of racing past a SELECT."""
+
+    __tablename__ = "refund_claims"
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    item_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    refund_id: Mapped[str] = mapped_column(ID, ForeignKey("refunds.refund_id"), index=True)
+
+
+class TimelineRow(Base):
+    __tablename__ = "refund_timeline"
+    __table_args__ = (UniqueConstraint("refund_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    refund_id: Mapped[str] = mapped_column(ID, ForeignKey("refunds.refund_id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class PayoutRow(Base):
+    """One attempt to move money back. `out_refund_no` is the gateway idempotency key:
+    derived from refund id and attempt, never from time."""
+
+    __tablename__ = "payouts"
+
+    out_refund_no: Mapped[str] = mapped_column(String(64), primary_key=True)
+    refund_id: Mapped[str] = mapped_column(ID, ForeignKey("refunds.refund_id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    payment_id: Mapped[str | None] = mapped_column(ID)
+    transaction_id: Mapped[str | None] = mapped_column(ID, index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    state: Mapped[str] = mapped_column(String(16))
+    gateway_refund_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    settled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class RefundCommissionRow(Base):
+    """A refund's effect on one distributor's commission: frozen, then clawed back or released."""
+
+    __tablename__ = "refund_commissions"
+
+    refund_id: Mapped[str] = mapped_column(ID, ForeignKey("refunds.refund_id"), primary_key=True)
+    beneficiary_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    amount: Mapped[int] = mapped_column(Money)
+    state: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class IdempotencyKeyRow(Base):
+    """`Idempotency-Key` of `POST /v1/refunds`, scoped to the caller's API key.
+    Inserted in the same transaction as the refund, so two identical POSTs at the same
+    instant make one refund: the loser hits the primary key and reads the winner's."""
+
+    __tablename__ = "idempotency_keys"
+
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    refund_id: Mapped[str] = mapped_column(ID)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class BalanceRow(Base):
+    """The running balance of one ledger account (a buyer's wallet, a distributor's
+    commission account, a merchant's settlement). Always the sum of its ledger entries."""
+
+    __tablename__ = "balances"
+
+    account: Mapped[str] = mapped_column(String(200), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    amount: Mapped[int] = mapped_column(Money, default=0)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class LedgerEntryRow(Base):
+    """Double entry: the entries of one `txn_id` sum to zero. `txn_id` is derived from the
+    business step (refund id + what happened), so posting the same step twice is a no-op."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (UniqueConstraint("txn_id", "account", "currency"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    txn_id: Mapped[str] = mapped_column(String(200), index=True)
+    account: Mapped[str] = mapped_column(String(200), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(Money)
+    refund_id: Mapped[str | None] = mapped_column(ID, index=True)
+    memo: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class AuditRow(Base):
+    """Append-only and hash-chained: each entry's hash covers the previous entry's hash."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_key: Mapped[str] = mapped_column(String(200), unique=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class NotificationRow(Base):
+    """Transactional outbox: written with the status change it announces, delivered by
+    the worker's dispatcher with retries, so a down webhook never stalls a refund."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("refund_id", "seq", "channel"),
+        Index("ix_notifications_due", "delivered_at", "next_attempt_at"),
+        Index("ix_notifications_recipient", "recipient", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    refund_id: Mapped[str] = mapped_column(ID, index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | inbox | supervisor
+    recipient: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(32))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class BlacklistRow(Base):
+    __tablename__ = "blacklist"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # buyer | device | ip
+    value: Mapped[str] = mapped_column(String(128), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
