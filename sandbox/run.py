@@ -1,0 +1,300 @@
+"""`refundctl sandbox`: the four sandbox peers in one process, one asyncio loop.
+
+The dev launcher and the test harness use `serve_sandboxes` / `running_sandboxes` instead of the
+CLI so they can run the peers in-process (any port, including 0 for a free one) and learn the
+URLs once every server listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from config.settings import VAR_DIR, Settings, get_settings
+from peers.signing import SANDBOX_KEY_FILES, ensure_sandbox_keys, load_private_key, load_public_key
+from sandbox.alipay import create_alipay_app
+from sandbox.platform import create_platform_app
+from sandbox.supplier import create_supplier_app
+from sandbox.wechatpay import create_wechat_app
+
+__all__ = [
+    "SANDBOX_WECHAT_PLATFORM_SERIAL",
+    "SandboxConfig",
+    "SandboxURLs",
+    "add_arguments",
+    "build_sandbox_apps",
+    "run",
+    "running_sandboxes",
+    "serve_sandboxes",
+]
+
+logger = logging.getLogger(__name__)
+
+# The serial number of the sandbox "WeChat Pay platform certificate" (the Wechatpay-Serial
+# header); a WechatPayClient may pin it through `platform_serial`.
+SANDBOX_WECHAT_PLATFORM_SERIAL = "SANDBOXPLATFORMSERIAL0001"
+PLATFORM_WEBHOOK_PATH = "/webhooks/refunds"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    host: str = "127.0.0.1"
+    supplier_port: int = 8101  # 0 picks a free port
+    alipay_port: int = 8102
+    wechat_port: int = 8103
+    platform_port: int = 8104
+    keys_dir: Path = field(default_factory=lambda: VAR_DIR / "keys")
+    settle_after: float = 2.0  # seconds until a "processing" refund succeeds
+    settle_after_queries: int | None = 3  # ... or the k-th query, whichever comes first
+    fault_delay: float = 15.0  # how long a "timeout" fault hangs (beyond the client timeout)
+    notify_retry_delays: tuple[float, ...] = (1.0, 5.0, 15.0)
+    log_level: str = "warning"
+
+
+@dataclass(frozen=True)
+class SandboxURLs:
+    supplier: str  # base URL: settings.supplier_url
+    alipay: str  # the gateway endpoint: settings.alipay_url (ends in /gateway.do)
+    wechat: str  # base URL: settings.wechat_url
+    platform: str  # base URL of the platform stand-in
+
+    @property
+    def platform_webhook(self) -> str:
+        """What to put in settings.platform_webhook_url."""
+        return self.platform + PLATFORM_WEBHOOK_PATH
+
+    def lines(self) -> list[str]:
+        return [
+            f"sandbox supplier       {self.supplier}",
+            f"sandbox alipay         {self.alipay}",
+            f"sandbox wechat pay     {self.wechat}",
+            f"sandbox platform hook  {self.platform_webhook}",
+        ]
+
+
+def build_sandbox_apps(
+    config: SandboxConfig, settings: Settings | None = None
+) -> dict[str, FastAPI]:
+    """The four apps wired to the same secrets and keys the service uses (creating dev keys)."""
+    settings = settings or get_settings()
+    ensure_sandbox_keys(config.keys_dir)
+
+    def key_path(role: str, half: int) -> Path:
+        return config.keys_dir / SANDBOX_KEY_FILES[role][half]
+
+    return {
+        "supplier": create_supplier_app(
+            api_key=settings.supplier_api_key,
+            secret=settings.supplier_secret,
+            fault_delay=config.fault_delay,
+        ),
+        "alipay": create_alipay_app(
+            app_id=settings.alipay_app_id,
+            app_public_key=load_public_key(key_path("alipay_app", 1)),
+            platform_private_key=load_private_key(key_path("alipay_platform", 0)),
+            settle_after=config.settle_after,
+            settle_after_queries=config.settle_after_queries,
+            fault_delay=config.fault_delay,
+        ),
+        "wechat": create_wechat_app(
+            mchid=settings.wechat_mchid,
+            merchant_serial_no=settings.wechat_serial_no,
+            merchant_public_key=load_public_key(key_path("wechat_merchant", 1)),
+            platform_serial_no=SANDBOX_WECHAT_PLATFORM_SERIAL,
+            platform_private_key=load_private_key(key_path("wechat_platform", 0)),
+            apiv3_key=settings.wechat_apiv3_key,
+            settle_after=config.settle_after,
+            settle_after_queries=config.settle_after_queries,
+            fault_delay=config.fault_delay,
+            notify_retry_delays=config.notify_retry_delays,
+        ),
+        "platform": create_platform_app(secret=settings.platform_webhook_secret),
+    }
+
+
+class _SandboxServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to its owner: four servers share one process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def _serve(name: str, server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        # uvicorn exits the process when it cannot bind; one sandbox must not take down the
+        # loop it shares with the others (or with a test session).
+        raise RuntimeError(f"sandbox {name} did not start (port in use?)") from exc
+
+
+def _bound_port(server: uvicorn.Server, fallback: int) -> int:
+    for listener in getattr(server, "servers", []):
+        for sock in listener.sockets:
+            return int(sock.getsockname()[1])
+    return fallback
+
+
+async def serve_sandboxes(
+    config: SandboxConfig | None = None,
+    *,
+    settings: Settings | None = None,
+    ready: asyncio.Event | None = None,
+    on_ready: Callable[[SandboxURLs], None] | None = None,
+) -> None:
+    """Serve the four sandboxes until cancelled, then shut them down cleanly.
+
+    `ready` is set (and `on_ready` called with the URLs) once all of them listen.
+    """
+    config = config or SandboxConfig()
+    apps = build_sandbox_apps(config, settings)
+    ports = {
+        "supplier": config.supplier_port,
+        "alipay": config.alipay_port,
+        "wechat": config.wechat_port,
+        "platform": config.platform_port,
+    }
+    servers = {
+        name: _SandboxServer(
+            uvicorn.Config(
+                app,
+                host=config.host,
+                port=ports[name],
+                log_level=config.log_level,
+                lifespan="on",
+                # A "timeout" fault may be mid-sleep: do not let it hold shutdown hostage.
+                timeout_graceful_shutdown=1,
+            )
+        )
+        for name, app in apps.items()
+    }
+    tasks = {name: asyncio.create_task(_serve(name, server)) for name, server in servers.items()}
+    try:
+        while not all(server.started for server in servers.values()):
+            for name, task in tasks.items():
+                if task.done():
+                    task.result()  # raises the startup error
+                    raise RuntimeError(f"sandbox {name} stopped while starting")
+            await asyncio.sleep(0.02)
+        base = {
+            name: f"http://{config.host}:{_bound_port(server, ports[name])}"
+            for name, server in servers.items()
+        }
+        urls = SandboxURLs(
+            supplier=base["supplier"],
+            alipay=base["alipay"] + "/gateway.do",
+            wechat=base["wechat"],
+            platform=base["platform"],
+        )
+        if on_ready is not None:
+            on_ready(urls)
+        if ready is not None:
+            ready.set()
+        # asyncio.wait (unlike gather) leaves the servers running when we are cancelled, so
+        # the `finally` below can stop them gracefully.
+        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for server in servers.values():
+            server.should_exit = True
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def running_sandboxes(
+    config: SandboxConfig | None = None, *, settings: Settings | None = None
+) -> AsyncIterator[SandboxURLs]:
+    """`async with running_sandboxes(SandboxConfig(supplier_port=0, ...)) as urls:` for tests."""
+    found: list[SandboxURLs] = []
+    ready = asyncio.Event()
+    task = asyncio.create_task(
+        serve_sandboxes(config, settings=settings, ready=ready, on_ready=found.append)
+    )
+    ready_wait = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.is_set():
+        ready_wait.cancel()
+        await task  # raises the startup error
+        raise RuntimeError("sandboxes stopped before they were ready")
+    try:
+        yield found[0]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = SandboxConfig()
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--supplier-port", type=int, default=defaults.supplier_port)
+    parser.add_argument("--alipay-port", type=int, default=defaults.alipay_port)
+    parser.add_argument("--wechat-port", type=int, default=defaults.wechat_port)
+    parser.add_argument("--platform-port", type=int, default=defaults.platform_port)
+    parser.add_argument(
+        "--keys-dir",
+        type=Path,
+        default=defaults.keys_dir,
+        help="where the dev RSA keypairs live (created if missing)",
+    )
+    parser.add_argument(
+        "--settle-after",
+        type=float,
+        default=defaults.settle_after,
+        help="seconds until a 'processing' refund succeeds",
+    )
+    parser.add_argument(
+        "--fault-delay",
+        type=float,
+        default=defaults.fault_delay,
+        help="seconds a 'timeout' fault hangs before answering",
+    )
+    parser.add_argument("--log-level", default=defaults.log_level)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = SandboxConfig(
+        host=args.host,
+        supplier_port=args.supplier_port,
+        alipay_port=args.alipay_port,
+        wechat_port=args.wechat_port,
+        platform_port=args.platform_port,
+        keys_dir=args.keys_dir,
+        settle_after=args.settle_after,
+        fault_delay=args.fault_delay,
+        log_level=args.log_level,
+    )
+    logging.basicConfig(level=args.log_level.upper())
+
+    def announce(urls: SandboxURLs) -> None:
+        print("\n".join(urls.lines()), flush=True)  # CLI output for the operator, not a log
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        serving = asyncio.create_task(serve_sandboxes(config, on_ready=announce))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not serving.done():
+            serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+
+    try:
+        asyncio.run(main())
+    except RuntimeError as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0

@@ -1,0 +1,297 @@
+"""A local WeChat Pay v3 gateway for refunds, behaving as WeChat documents.
+
+It verifies the merchant's WECHATPAY2-SHA256-RSA2048 signature (401 SIGN_ERROR otherwise),
+signs every answer with the platform key (`Wechatpay-*` headers), returns the existing refund
+for a repeated `out_refund_no` (a CLOSED one stays CLOSED: a retry needs a new number), refuses
+refunds beyond a registered payment's total, and when a refund reaches SUCCESS, CLOSED or
+ABNORMAL POSTs a signed notification with an AES-256-GCM encrypted resource to its
+`notify_url`, retrying on failure and, for slow ("processing") refunds, delivering it twice as
+the real gateway sometimes does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI, Request, Response
+
+from peers.signing import (
+    parse_wechatpay_authorization,
+    rsa_verify,
+    wechatpay_encrypt,
+    wechatpay_request_message,
+    wechatpay_sign_response,
+)
+from peers.wechatpay import REFUNDS_PATH
+from sandbox.control import gateway_control_router
+from sandbox.faults import FaultPlan
+from sandbox.ledger import ABNORMAL, CLOSED, PROCESSING, SUCCESS, Ledger, RefundRecord
+
+__all__ = ["FAULT_MODES", "create_wechat_app"]
+
+logger = logging.getLogger(__name__)
+
+FAULT_MODES = frozenset({"processing", "timeout", "error_5xx", "closed", "abnormal"})
+_CST = timezone(timedelta(hours=8))
+_EVENTS = {
+    SUCCESS: ("REFUND.SUCCESS", "退款成功"),
+    CLOSED: ("REFUND.CLOSED", "退款关闭"),
+    ABNORMAL: ("REFUND.ABNORMAL", "退款异常"),
+}
+
+
+def _wechat_time(moment: datetime | None) -> str | None:
+    return moment.astimezone(_CST).isoformat(timespec="seconds") if moment else None
+
+
+def create_wechat_app(
+    *,
+    mchid: str,
+    merchant_serial_no: str,
+    merchant_public_key: rsa.RSAPublicKey,
+    platform_serial_no: str,
+    platform_private_key: rsa.RSAPrivateKey,
+    apiv3_key: str,
+    settle_after: float = 2.0,
+    settle_after_queries: int | None = 3,
+    fault_delay: float = 15.0,
+    notify_client: httpx.AsyncClient | None = None,
+    notify_retry_delays: Sequence[float] = (1.0, 5.0, 15.0),
+    duplicate_notifications: bool = True,
+) -> FastAPI:
+    """The sandbox WeChat Pay gateway for one merchant.
+
+    `notify_client` delivers notifications (tests pass one bound to an ASGI app); without one
+    the app makes its own. `notify_retry_delays` are the pauses between delivery attempts.
+    """
+    state: dict[str, httpx.AsyncClient] = {}
+
+    async def deliver(record: RefundRecord) -> None:
+        if not record.notify_url or record.status not in _EVENTS:
+            return
+        envelope = notification_body(record)
+        # Slow refunds are the ones real WeChat tends to announce twice: make the receiver
+        # prove it is idempotent.
+        copies = 2 if duplicate_notifications and record.slow else 1
+        for _ in range(copies):
+            await deliver_once(record, envelope)
+
+    async def deliver_once(record: RefundRecord, envelope: bytes) -> None:
+        assert record.notify_url is not None
+        client = notify_client or state.get("client")
+        if client is None:
+            client = state["client"] = httpx.AsyncClient(timeout=5.0)
+        for attempt, delay in enumerate((0.0, *notify_retry_delays)):
+            await asyncio.sleep(delay)
+            headers = {
+                "Content-Type": "application/json",
+                **wechatpay_sign_response(
+                    platform_private_key, serial_no=platform_serial_no, body=envelope
+                ),
+            }
+            try:
+                response = await client.post(record.notify_url, content=envelope, headers=headers)
+                status: int | str = response.status_code
+                delivered = response.is_success
+            except httpx.HTTPError as exc:
+                status, delivered = type(exc).__name__, False
+            record.notifications.append(
+                {"attempt": attempt + 1, "status": status, "at": datetime.now(UTC).isoformat()}
+            )
+            if delivered:
+                return
+        logger.warning("sandbox wechat gave up notifying %s", record.out_refund_no)
+
+    def notification_body(record: RefundRecord) -> bytes:
+        event_type, summary = _EVENTS[record.status]
+        payment = ledger.payments.get(record.transaction_id)
+        resource = {
+            "mchid": mchid,
+            "transaction_id": record.transaction_id,
+            "out_trade_no": f"OUT{record.transaction_id}",
+            "refund_id": record.gateway_refund_id,
+            "out_refund_no": record.out_refund_no,
+            "refund_status": record.status,
+            "success_time": _wechat_time(record.success_time),
+            "user_received_account": "支付用户零钱",
+            "amount": {
+                "total": payment.amount if payment else record.total,
+                "refund": record.amount,
+                "payer_total": payment.amount if payment else record.total,
+                "payer_refund": record.amount,
+            },
+        }
+        plaintext = json.dumps(resource, ensure_ascii=False).encode("utf-8")
+        envelope = {
+            "id": str(uuid.uuid4()),
+            "create_time": _wechat_time(datetime.now(UTC)),
+            "resource_type": "encrypt-resource",
+            "event_type": event_type,
+            "summary": summary,
+            "resource": {
+                "original_type": "refund",
+                **wechatpay_encrypt(apiv3_key, plaintext, associated_data="refund"),
+            },
+        }
+        return json.dumps(envelope, ensure_ascii=False).encode("utf-8")
+
+    ledger = Ledger(
+        settle_after=settle_after, settle_after_queries=settle_after_queries, on_settled=deliver
+    )
+    faults = FaultPlan(FAULT_MODES)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await ledger.cancel_tasks()
+        if "client" in state:
+            await state.pop("client").aclose()
+
+    app = FastAPI(title="Sandbox WeChat Pay", lifespan=lifespan)
+    app.state.ledger = ledger
+    app.state.faults = faults
+    app.include_router(gateway_control_router(ledger, faults))
+
+    def answer(status_code: int, document: dict[str, Any] | None) -> Response:
+        body = b"" if document is None else json.dumps(document, ensure_ascii=False).encode()
+        headers = wechatpay_sign_response(
+            platform_private_key, serial_no=platform_serial_no, body=body
+        )
+        headers["Request-ID"] = secrets.token_hex(16)
+        return Response(
+            body, status_code=status_code, media_type="application/json", headers=headers
+        )
+
+    def error(status_code: int, code: str, message: str) -> Response:
+        return answer(status_code, {"code": code, "message": message})
+
+    def authenticated(request: Request, body: bytes) -> bool:
+        auth = parse_wechatpay_authorization(request.headers.get("Authorization", ""))
+        if auth is None or auth.mchid != mchid or auth.serial_no != merchant_serial_no:
+            return False
+        try:
+            if abs(time.time() - int(auth.timestamp)) > 300:
+                return False
+        except ValueError:
+            return False
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string") or b""
+        url_path = raw_path.decode("ascii") + (f"?{query.decode('ascii')}" if query else "")
+        message = wechatpay_request_message(
+            request.method, url_path, auth.timestamp, auth.nonce_str, body
+        )
+        return rsa_verify(merchant_public_key, message, auth.signature)
+
+    def refund_document(record: RefundRecord) -> dict[str, Any]:
+        payment = ledger.payments.get(record.transaction_id)
+        total = payment.amount if payment else record.total
+        return {
+            "refund_id": record.gateway_refund_id,
+            "out_refund_no": record.out_refund_no,
+            "transaction_id": record.transaction_id,
+            "out_trade_no": f"OUT{record.transaction_id}",
+            "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱",
+            "success_time": _wechat_time(record.success_time),
+            "create_time": _wechat_time(record.created_at),
+            "status": record.status,
+            "funds_account": "AVAILABLE",
+            "amount": {
+                "total": total,
+                "refund": record.amount,
+                "from": [],
+                "payer_total": total,
+                "payer_refund": record.amount,
+                "settlement_refund": record.amount,
+                "settlement_total": total,
+                "discount_refund": 0,
+                "currency": "CNY",
+                "refund_fee": 0,
+            },
+            "promotion_detail": [],
+        }
+
+    @app.post(REFUNDS_PATH)
+    async def create_refund(request: Request) -> Response:
+        body = await request.body()
+        if not authenticated(request, body):
+            return error(401, "SIGN_ERROR", "签名错误")
+        try:
+            document = json.loads(body)
+            transaction_id = str(document.get("transaction_id") or document["out_trade_no"])
+            out_refund_no = str(document["out_refund_no"])
+            amount = document["amount"]
+            refund, total = amount["refund"], amount["total"]
+            if not isinstance(refund, int) or not isinstance(total, int) or refund <= 0:
+                raise ValueError("amount.refund and amount.total must be positive integers")
+            if amount.get("currency", "CNY") != "CNY" or not 1 <= len(out_refund_no) <= 64:
+                raise ValueError("bad currency or out_refund_no")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return error(400, "PARAM_ERROR", f"参数错误: {exc}")
+
+        fault = await faults.take()
+        if fault == "error_5xx":
+            return error(500, "SYSTEM_ERROR", "系统错误")
+
+        async with ledger.lock:
+            record = ledger.refunds.get(out_refund_no)
+            if record is not None:
+                # Same number: the refund that exists, whatever state it is in.
+                record.requests += 1
+                return answer(200, refund_document(record))
+            payment = ledger.payments.get(transaction_id)
+            if payment is not None and total != payment.amount:
+                return error(400, "PARAM_ERROR", "订单金额与实际支付金额不一致")
+            if refund > total or ledger.exceeds_total(transaction_id, refund):
+                return error(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
+            if fault == "processing":
+                status, settles_to = PROCESSING, SUCCESS
+            elif fault == "closed":
+                status, settles_to = CLOSED, None
+            elif fault == "abnormal":
+                status, settles_to = ABNORMAL, None
+            else:
+                status, settles_to = SUCCESS, None
+            record = RefundRecord(
+                key=out_refund_no,
+                transaction_id=transaction_id,
+                out_refund_no=out_refund_no,
+                amount=refund,
+                total=total,
+                status=status,
+                settles_to=settles_to,
+                gateway_refund_id=Ledger.new_refund_id("50"),
+                reason=str(document.get("reason") or ""),
+                notify_url=document.get("notify_url"),
+                slow=fault == "processing",
+            )
+            ledger.add(record)
+            result = refund_document(record)
+        if fault == "timeout":
+            # Recorded, answered late: the retry with the same out_refund_no finds it.
+            await asyncio.sleep(fault_delay)
+        return answer(200, result)
+
+    @app.get(REFUNDS_PATH + "/{out_refund_no}")
+    async def query_refund(out_refund_no: str, request: Request) -> Response:
+        if not authenticated(request, b""):
+            return error(401, "SIGN_ERROR", "签名错误")
+        async with ledger.lock:
+            record = ledger.refunds.get(out_refund_no)
+            if record is None:
+                return error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+            ledger.note_query(record)
+            return answer(200, refund_document(record))
+
+    return app
