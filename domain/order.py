@@ -133,8 +133,10 @@ class UsageReport(Model):
             v is None
             for v in (self.key_revealed, self.progress_pct, self.downloaded, self.topup_status)
         ):
-            raise ValueError("a usage report needs at least one of key_revealed, progress_pct, "
-                             "downloaded, topup_status")
+            raise ValueError(
+                "a usage report needs at least one of key_revealed, progress_pct, "
+                "downloaded, topup_status"
+            )
         return self
 
     def apply(self, usage: Usage) -> Usage:

@@ -6,7 +6,7 @@ a primary key or unique constraint, so a repeat is an upsert or a no-op, never a
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -20,14 +20,35 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out. SQLite keeps no zone and hands back naive values;
+    this puts UTC back so rows compare and serialise like the PostgreSQL ones."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 ID = String(128)
 Money = BigInteger()
-# SQLite has no time zones; every datetime here is UTC and compared as such.
-Timestamp = DateTime(timezone=True)
+Timestamp = UtcDateTime()
 
 
 class Base(DeclarativeBase):
@@ -205,7 +226,11 @@ class PayoutRow(Base):
     transaction_id: Mapped[str | None] = mapped_column(ID, index=True)
     channel: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int] = mapped_column(Money)
+    payment_total: Mapped[int] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
+    buyer_id: Mapped[str] = mapped_column(ID)
+    merchant_id: Mapped[str] = mapped_column(ID)
+    reason: Mapped[str] = mapped_column(String(80), default="")
     state: Mapped[str] = mapped_column(String(16))
     gateway_refund_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)

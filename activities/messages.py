@@ -1,0 +1,162 @@
+"""What the RefundWorkflow sends its activities and gets back: one model each way,
+so fields can be added without breaking histories already recorded."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from domain.model import Model
+from domain.order import CardKeyRef, ClientInfo, Order
+from domain.policy import Policy
+from domain.refund import (
+    CommissionView,
+    DecisionView,
+    Evidence,
+    RefundItemRequest,
+    RefundItemView,
+    ReviewView,
+    RiskAssessment,
+    TimelineEntry,
+)
+from domain.types import Destination, KeyState, PaymentChannel, RefundReason, RefundStatus
+
+
+class RefundInput(Model):
+    """The workflow's start argument: what the API stored when the buyer clicked."""
+
+    refund_id: str
+    order_id: str
+    buyer_id: str
+    merchant_id: str
+    reason: RefundReason
+    reason_text: str = ""
+    items: list[RefundItemRequest]
+    evidence: list[Evidence] = Field(default_factory=list)
+    client: ClientInfo | None = None
+    amount: int
+    currency: str = "CNY"
+    created_at: datetime
+
+
+class CaseRequest(Model):
+    refund_id: str
+    order_id: str
+
+
+class CaseFile(Model):
+    """The order as stored now, what other refunds already took, and the policy in force."""
+
+    order: Order | None
+    already_refunded: dict[str, int] = Field(default_factory=dict)
+    policy: Policy
+    policy_version: str
+    policy_error: str | None = None
+
+
+class RiskRequest(Model):
+    refund_id: str
+    order_id: str
+    buyer_id: str
+    client: ClientInfo | None = None
+    card_key_ids: list[str] = Field(default_factory=list)
+    skus: list[str] = Field(default_factory=list)
+    at: datetime
+
+
+class KeysRequest(Model):
+    refund_id: str
+    keys: list[CardKeyRef]
+
+
+class KeysAnswer(Model):
+    states: dict[str, KeyState]
+
+
+class CommissionAction(StrEnum):
+    FREEZE = "freeze"
+    CLAW_BACK = "claw_back"
+    RELEASE = "release"
+
+
+class CommissionRequest(Model):
+    refund_id: str
+    order_id: str
+    merchant_id: str
+    currency: str
+    action: CommissionAction
+    # The refund's share of the order: commissions move pro rata (refund / order amount).
+    refund_amount: int
+    order_amount: int
+
+
+class CommissionAnswer(Model):
+    commissions: list[CommissionView]
+
+
+class PayoutRequest(Model):
+    refund_id: str
+    attempt: int  # 1, 2, ...: part of the idempotency key, stable across retries
+    channel: PaymentChannel
+    payment_id: str | None
+    transaction_id: str | None
+    amount: int
+    payment_total: int
+    currency: str
+    buyer_id: str
+    merchant_id: str
+    reason: str = ""
+
+    @property
+    def out_refund_no(self) -> str:
+        """The gateway's idempotency key: from the refund and attempt, never from time, so a
+        retry after days in review or a worker restart refunds once."""
+        return f"{self.refund_id}-p{self.attempt}"
+
+
+class SettlementQuery(Model):
+    refund_id: str
+    out_refund_no: str
+    channel: PaymentChannel
+    transaction_id: str | None
+
+
+class GatewayNotice(Model):
+    """A gateway's verified notification, delivered to the workflow as a signal."""
+
+    out_refund_no: str
+    state: str  # PayoutState value
+    gateway_refund_id: str | None = None
+
+
+class AuditEvent(Model):
+    key: str
+    actor: str
+    action: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProgressReport(Model):
+    """The workflow's state as the contract body shows it, written to the database so the
+    API, listings and webhooks see it. Reports carry a sequence number: an older report
+    retried late never overwrites a newer one."""
+
+    refund_id: str
+    seq: int
+    status: RefundStatus
+    amount: int
+    destination: Destination
+    decision: DecisionView | None = None
+    risk: RiskAssessment | None = None
+    review: ReviewView | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    items: list[RefundItemView] | None = None
+    entries: list[TimelineEntry] = Field(default_factory=list)
+    first_entry_seq: int = 0
+    release_claims: bool = False
+    cancel_order: bool = False
+    alerts: list[str] = Field(default_factory=list)
+    audit: list[AuditEvent] = Field(default_factory=list)

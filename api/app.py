@@ -1,0 +1,62 @@
+"""The HTTP API (CONTRACT.md). One engine and one Temporal client per process, made in
+the lifespan, never per request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from api import problems
+from api.routers import gateways, orders, refunds, reviews
+from config.settings import Settings, get_settings
+from config.temporal import connect
+from peers import signing
+from peers.wechatpay import WechatPayClient
+from store.db import make_engine, make_session_factory
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app.state.settings = settings
+        app.state.api_keys = settings.roles_by_key()
+        app.state.sessions = make_session_factory(engine)
+        app.state.temporal = await connect(settings)
+        async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+            # Only used to verify notifications: the key material is the gateway's public key.
+            app.state.wechat = WechatPayClient(
+                http,
+                base_url=settings.wechat_url,
+                mchid=settings.wechat_mchid,
+                serial_no=settings.wechat_serial_no,
+                merchant_private_key=signing.load_private_key(settings.wechat_private_key_path),
+                platform_public_key=signing.load_public_key(
+                    settings.wechat_platform_public_key_path
+                ),
+                apiv3_key=settings.wechat_apiv3_key,
+            )
+            yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="kami-refunds",
+        version="0.1.0",
+        description="Self-service refunds for card-key shops. Every `/v1` call carries "
+        "`Authorization: Bearer <key>`; errors are `application/problem+json`.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for module in (orders, refunds, reviews, gateways):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["ops"], include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,96 @@
+"""Request dependencies: the database session, the Temporal client, the caller's role."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from api.problems import Problem
+from config.settings import Settings
+from domain.types import Role
+from store.db import SessionFactory
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: str  # a stable, non-secret name for the key: scopes idempotency keys
+    role: Role
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessions: SessionFactory = request.app.state.sessions
+    async with sessions() as session:
+        yield session
+
+
+def _sessions(request: Request) -> SessionFactory:
+    sessions: SessionFactory = request.app.state.sessions
+    return sessions
+
+
+def _temporal(request: Request) -> Client:
+    client: Client = request.app.state.temporal
+    return client
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+SessionsDep = Annotated[SessionFactory, Depends(_sessions)]
+TemporalDep = Annotated[Client, Depends(_temporal)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+# HTTPBearer (not a bare header) so the API docs page offers an "Authorize" button.
+_bearer = HTTPBearer(auto_error=False, description="an API key: platform, reviewer or admin")
+
+
+def _authenticate(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Caller:
+    keys: dict[str, Role] = request.app.state.api_keys
+    token = credentials.credentials if credentials else ""
+    role = keys.get(token)
+    if role is None:
+        raise Problem(
+            401,
+            "unauthorized",
+            "Missing or unknown API key",
+            "send Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return Caller(key_id=hashlib.sha256(token.encode()).hexdigest()[:16], role=role)
+
+
+def require(*roles: Role) -> Callable[..., Caller]:
+    """Admin may do everything; other roles only what the contract gives them."""
+    allowed = {*roles, Role.ADMIN}
+
+    def check(caller: Annotated[Caller, Depends(_authenticate)]) -> Caller:
+        if caller.role not in allowed:
+            raise Problem(
+                403,
+                "forbidden",
+                "This key's role may not do this",
+                f"role {caller.role.value} may not; needs one of "
+                + ", ".join(sorted(r.value for r in allowed)),
+            )
+        return caller
+
+    return check
+
+
+Platform = Annotated[Caller, Depends(require(Role.PLATFORM))]
+Reviewer = Annotated[Caller, Depends(require(Role.REVIEWER))]
+PlatformOrReviewer = Annotated[Caller, Depends(require(Role.PLATFORM, Role.REVIEWER))]
+Admin = Annotated[Caller, Depends(require())]

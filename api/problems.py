@@ -1,0 +1,112 @@
+"""RFC 9457 problem details for every error the API returns. Bad input is a 4xx naming
+the field; nothing here ever answers 500 for something the caller sent."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("api")
+
+
+class Problem(Exception):
+    """A domain error that knows its HTTP status."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str = "",
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.errors, self.headers, self.extra = errors, headers, extra
+
+
+def field_error(field: str, message: str, status: int = 422, detail: str = "") -> Problem:
+    return Problem(
+        status,
+        "validation",
+        "Request is not valid",
+        detail or f"{field}: {message}",
+        errors=[{"field": field, "message": message}],
+    )
+
+
+def problem_response(p: Problem) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{p.slug}",
+        "title": p.title,
+        "status": p.status,
+        "detail": p.detail or p.title,
+    }
+    if p.errors is not None:
+        body["errors"] = p.errors
+    body.update(p.extra)
+    return JSONResponse(body, status_code=p.status, media_type=PROBLEM_JSON, headers=p.headers)
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """('body', 'items', 0, 'quantity') -> 'items[0].quantity'; headers and queries keep
+    their own name."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or [loc[0]]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": _field_path(e.get("loc", ())),
+                "message": e.get("msg", "invalid"),
+                "type": e.get("type"),
+            }
+            for e in exc.errors()
+        ]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem_response(
+                Problem(
+                    400,
+                    "malformed-json",
+                    "Body is not valid JSON",
+                    errors=[{"field": "body", "message": "malformed JSON"}],
+                )
+            )
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        return problem_response(
+            Problem(422, "validation", "Request is not valid", detail, errors=errors)
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(Problem(exc.status_code, slug, str(exc.detail), str(exc.detail)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem_response(Problem(500, "internal", "Internal error", "the error was logged"))

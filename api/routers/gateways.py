@@ -1,0 +1,46 @@
+"""Callbacks from payment gateways. Not bearer-authenticated: the gateway's signature is the
+authentication, and a forged or replayed notification changes nothing."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from temporalio.service import RPCError
+
+from activities.messages import GatewayNotice
+from api.deps import SessionDep, TemporalDep
+from peers.payouts import GatewayRefused
+from store.models import PayoutRow
+
+router = APIRouter(prefix="/v1/gateways", tags=["gateways"])
+
+
+@router.post(
+    "/wechat/notify", summary="WeChat Pay refund notification (REFUND.SUCCESS/ABNORMAL/CLOSED)"
+)
+async def wechat_notify(
+    request: Request, session: SessionDep, temporal: TemporalDep
+) -> JSONResponse:
+    raw = await request.body()
+    try:
+        notice = request.app.state.wechat.parse_notification(request.headers, raw)
+    except (GatewayRefused, ValueError, KeyError) as err:
+        # WeChat retries a non-2xx; a forged notification is simply refused.
+        return JSONResponse(
+            {"code": "FAIL", "message": f"rejected: {type(err).__name__}"}, status_code=401
+        )
+    payout = await session.get(PayoutRow, notice.out_refund_no)
+    if payout is None:
+        return JSONResponse({"code": "FAIL", "message": "unknown out_refund_no"}, status_code=404)
+    try:
+        await temporal.get_workflow_handle(f"refund-{payout.refund_id}").signal(
+            "gateway_notification",
+            GatewayNotice(
+                out_refund_no=notice.out_refund_no,
+                state=notice.state.value,
+                gateway_refund_id=notice.refund_id,
+            ),
+        )
+    except RPCError:
+        pass  # the refund already finished: nothing waits for this news, and that is fine
+    return JSONResponse({"code": "SUCCESS", "message": "OK"})

@@ -1,0 +1,84 @@
+"""Orders the platform has taken, and their usage as it happens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import Platform, PlatformOrReviewer, SessionDep
+from api.problems import Problem
+from domain.model import Identifier, utcnow
+from domain.order import Order, UsageReport
+from store import orders
+from store import refunds as refund_rows
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+
+def _conflict(order_id: str) -> Problem:
+    return Problem(
+        409,
+        "order-conflict",
+        "Order already recorded with a different body",
+        f"order {order_id} exists; an order is immutable once recorded (report usage separately)",
+        order_id=order_id,
+    )
+
+
+@router.post("", status_code=201, summary="Record an order the platform has taken")
+async def record_order(
+    order: Order, session: SessionDep, _: Platform, response: Response
+) -> dict[str, Any]:
+    try:
+        async with session.begin():
+            recorded = await orders.record_order(session, order, now=utcnow())
+    except orders.OrderConflict:
+        raise _conflict(order.order_id) from None
+    except IntegrityError:
+        # Two first POSTs of one order at the same instant: the loser reads the winner's.
+        async with session.begin():
+            existing = await orders.load_order(session, order.order_id)
+        if existing is None or orders.body_hash(existing) != orders.body_hash(order):
+            raise _conflict(order.order_id) from None
+        recorded = orders.Recorded(existing, created=False)
+    if not recorded.created:
+        response.status_code = 200
+    return recorded.order.model_dump(mode="json")
+
+
+@router.post(
+    "/{order_id}/usage", summary="Report a usage event (key revealed, progress, download, top-up)"
+)
+async def report_usage(
+    order_id: Identifier, report: UsageReport, session: SessionDep, _: Platform
+) -> dict[str, Any]:
+    async with session.begin():
+        if await orders.load_order(session, order_id) is None:
+            raise Problem(404, "not-found", "Unknown order", f"no order {order_id}")
+        usage = await orders.report_usage(session, order_id, report, now=utcnow())
+        if usage is None:
+            raise Problem(
+                422,
+                "validation",
+                "Request is not valid",
+                f"item_id: order {order_id} has no item {report.item_id}",
+                errors=[{"field": "item_id", "message": "no such item in this order"}],
+            )
+    return {"order_id": order_id, "item_id": report.item_id, "usage": usage.model_dump(mode="json")}
+
+
+@router.get("/{order_id}", summary="The order with its refunds")
+async def get_order(
+    order_id: Identifier, session: SessionDep, _: PlatformOrReviewer
+) -> dict[str, Any]:
+    order = await orders.load_order(session, order_id)
+    if order is None:
+        raise Problem(404, "not-found", "Unknown order", f"no order {order_id}")
+    rows, _cursor = await refund_rows.list_refunds(session, order_id=order_id, limit=200)
+    bodies = [await refund_rows.load_body(session, r.refund_id) for r in rows]
+    return {
+        **order.model_dump(mode="json"),
+        "refunds": [b.model_dump(mode="json") for b in bodies if b is not None],
+    }

@@ -1,0 +1,250 @@
+"""Orders as the platform recorded them, and their usage as it grows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.order import (
+    CardKeyRef,
+    ClientInfo,
+    CommissionShare,
+    Order,
+    OrderItem,
+    Payment,
+    Usage,
+    UsageReport,
+)
+from domain.types import OrderStatus, PaymentChannel, ProductType, TopupStatus
+from store import ledger
+from store.models import (
+    CardKeyRow,
+    CommissionRow,
+    ItemUsageRow,
+    OrderItemRow,
+    OrderRow,
+    PaymentRow,
+)
+
+
+class OrderConflict(Exception):
+    """A known order_id was posted again with a different body."""
+
+
+def body_hash(order: Order) -> str:
+    canonical = json.dumps(order.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    order: Order
+    created: bool
+
+
+async def record_order(session: AsyncSession, order: Order, *, now: datetime) -> Recorded:
+    """Idempotent on order_id: the same body again is a no-op, another body a conflict."""
+    digest = body_hash(order)
+    existing = await session.get(OrderRow, order.order_id)
+    if existing is not None:
+        if existing.body_hash != digest:
+            raise OrderConflict(order.order_id)
+        stored = await load_order(session, order.order_id)
+        assert stored is not None
+        return Recorded(stored, created=False)
+
+    session.add(
+        OrderRow(
+            order_id=order.order_id,
+            merchant_id=order.merchant_id,
+            buyer_id=order.buyer_id,
+            status=order.status.value,
+            currency=order.currency,
+            amount=order.amount,
+            created_at=order.created_at,
+            paid_at=order.paid_at,
+            client_ip=order.client.ip if order.client else None,
+            device_id=order.client.device_id if order.client else None,
+            body_hash=digest,
+            recorded_at=now,
+        )
+    )
+    await session.flush()  # parents first: the items' foreign keys point at the order
+    for pos, item in enumerate(order.items):
+        session.add(
+            OrderItemRow(
+                order_id=order.order_id,
+                item_id=item.item_id,
+                position=pos,
+                sku=item.sku,
+                title=item.title,
+                product_type=item.product_type.value,
+                quantity=item.quantity,
+                unit_price=item.unit_price,
+            )
+        )
+    await session.flush()
+    for item in order.items:
+        u = item.usage
+        session.add(
+            ItemUsageRow(
+                order_id=order.order_id,
+                item_id=item.item_id,
+                key_revealed=u.key_revealed,
+                progress_pct=u.progress_pct,
+                downloaded=u.downloaded,
+                topup_status=u.topup_status.value if u.topup_status else None,
+                updated_at=now,
+            )
+        )
+        for pos, key in enumerate(item.card_keys):
+            session.add(
+                CardKeyRow(
+                    order_id=order.order_id,
+                    item_id=item.item_id,
+                    card_key_id=key.card_key_id,
+                    position=pos,
+                    supplier=key.supplier,
+                    delivered_at=key.delivered_at,
+                )
+            )
+    for p in order.payments:
+        session.add(
+            PaymentRow(
+                order_id=order.order_id,
+                payment_id=p.payment_id,
+                channel=p.channel.value,
+                transaction_id=p.transaction_id,
+                amount=p.amount,
+                paid_at=p.paid_at,
+            )
+        )
+    for c in order.commissions:
+        session.add(
+            CommissionRow(
+                order_id=order.order_id,
+                beneficiary_id=c.beneficiary_id,
+                level=c.level,
+                amount=c.amount,
+            )
+        )
+    await session.flush()
+    if order.status is OrderStatus.PAID:
+        await ledger.post_sale(session, order, now=now)
+    return Recorded(order, created=True)
+
+
+async def load_order(session: AsyncSession, order_id: str) -> Order | None:
+    row = await session.get(OrderRow, order_id)
+    if row is None:
+        return None
+    items = (
+        await session.scalars(
+            select(OrderItemRow)
+            .where(OrderItemRow.order_id == order_id)
+            .order_by(OrderItemRow.position)
+        )
+    ).all()
+    usage = {
+        u.item_id: u
+        for u in (
+            await session.scalars(select(ItemUsageRow).where(ItemUsageRow.order_id == order_id))
+        )
+    }
+    keys: dict[str, list[CardKeyRef]] = {}
+    for k in await session.scalars(
+        select(CardKeyRow).where(CardKeyRow.order_id == order_id).order_by(CardKeyRow.position)
+    ):
+        keys.setdefault(k.item_id, []).append(
+            CardKeyRef(card_key_id=k.card_key_id, supplier=k.supplier, delivered_at=k.delivered_at)
+        )
+    payments = (
+        await session.scalars(
+            select(PaymentRow).where(PaymentRow.order_id == order_id).order_by(PaymentRow.paid_at)
+        )
+    ).all()
+    commissions = (
+        await session.scalars(
+            select(CommissionRow)
+            .where(CommissionRow.order_id == order_id)
+            .order_by(CommissionRow.level, CommissionRow.beneficiary_id)
+        )
+    ).all()
+    return Order(
+        order_id=row.order_id,
+        merchant_id=row.merchant_id,
+        buyer_id=row.buyer_id,
+        status=OrderStatus(row.status),
+        currency=row.currency,
+        amount=row.amount,
+        created_at=row.created_at,
+        paid_at=row.paid_at,
+        client=ClientInfo(ip=row.client_ip, device_id=row.device_id)
+        if (row.client_ip or row.device_id)
+        else None,
+        payments=[
+            Payment(
+                payment_id=p.payment_id,
+                channel=PaymentChannel(p.channel),
+                transaction_id=p.transaction_id,
+                amount=p.amount,
+                paid_at=p.paid_at,
+            )
+            for p in payments
+        ],
+        items=[
+            OrderItem(
+                item_id=i.item_id,
+                sku=i.sku,
+                title=i.title,
+                product_type=ProductType(i.product_type),
+                quantity=i.quantity,
+                unit_price=i.unit_price,
+                card_keys=keys.get(i.item_id, []),
+                usage=_usage(usage.get(i.item_id)),
+            )
+            for i in items
+        ],
+        commissions=[
+            CommissionShare(beneficiary_id=c.beneficiary_id, level=c.level, amount=c.amount)
+            for c in commissions
+        ],
+    )
+
+
+def _usage(row: ItemUsageRow | None) -> Usage:
+    if row is None:
+        return Usage()
+    return Usage(
+        key_revealed=row.key_revealed,
+        progress_pct=row.progress_pct,
+        downloaded=row.downloaded,
+        topup_status=TopupStatus(row.topup_status) if row.topup_status else None,
+    )
+
+
+async def report_usage(
+    session: AsyncSession, order_id: str, report: UsageReport, *, now: datetime
+) -> Usage | None:
+    """Apply one usage event; None when the order has no such item."""
+    row = await session.get(ItemUsageRow, (order_id, report.item_id))
+    if row is None:
+        return None
+    merged = report.apply(_usage(row))
+    row.key_revealed = merged.key_revealed
+    row.progress_pct = merged.progress_pct
+    row.downloaded = merged.downloaded
+    row.topup_status = merged.topup_status.value if merged.topup_status else None
+    row.updated_at = now
+    return merged
+
+
+async def mark_cancelled(session: AsyncSession, order_id: str) -> None:
+    row = await session.get(OrderRow, order_id)
+    if row is not None and row.status == OrderStatus.UNPAID.value:
+        row.status = OrderStatus.CANCELLED.value

@@ -1,0 +1,110 @@
+"""Notifications outbox: rows written in the same transaction as the status change they
+announce, delivered later by the dispatcher. Nothing is lost if a webhook is down or a
+worker dies between the change and the delivery."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.refund import RefundBody
+from store.models import NotificationRow
+from store.upsert import insert_ignore
+
+WEBHOOK = "webhook"
+INBOX = "inbox"
+SUPERVISOR = "supervisor"
+SUPERVISORS = "supervisors"
+LEASE = timedelta(seconds=60)
+
+
+async def enqueue_status(
+    session: AsyncSession,
+    body: RefundBody,
+    *,
+    seq: int,
+    webhook_url: str,
+    inbox: bool,
+    alerts: list[str],
+    now: datetime,
+) -> None:
+    payload = body.model_dump(mode="json")
+    rows = []
+    if webhook_url:
+        rows.append(_row(body, seq, WEBHOOK, webhook_url, payload, now, delivered=False))
+    if inbox:
+        # The buyer's in-app inbox is the row itself: delivered once written.
+        rows.append(_row(body, seq, INBOX, f"buyer:{body.buyer_id}", payload, now, delivered=True))
+    for alert in alerts:
+        alert_body = {"refund_id": body.refund_id, "message": alert, "status": body.status.value}
+        rows.append(_row(body, seq, SUPERVISOR, SUPERVISORS, alert_body, now, delivered=True))
+    await insert_ignore(session, NotificationRow, rows)
+
+
+def _row(
+    body: RefundBody,
+    seq: int,
+    channel: str,
+    recipient: str,
+    payload: Mapping[str, object],
+    now: datetime,
+    *,
+    delivered: bool,
+) -> dict[str, object]:
+    return {
+        "refund_id": body.refund_id,
+        "seq": seq,
+        "channel": channel,
+        "recipient": recipient,
+        "status": body.status.value,
+        "body": payload,
+        "created_at": now,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "delivered_at": now if delivered else None,
+    }
+
+
+async def claim_due(
+    session: AsyncSession, *, now: datetime, limit: int = 50
+) -> list[NotificationRow]:
+    """Take a lease on due webhook deliveries so another dispatcher skips them."""
+    stmt = (
+        select(NotificationRow)
+        .where(
+            NotificationRow.channel == WEBHOOK,
+            NotificationRow.delivered_at.is_(None),
+            or_(NotificationRow.next_attempt_at.is_(None), NotificationRow.next_attempt_at <= now),
+        )
+        .order_by(NotificationRow.id)
+        .limit(limit)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list((await session.scalars(stmt)).all())
+    for row in rows:
+        row.next_attempt_at = now + LEASE
+    return rows
+
+
+async def mark_delivered(session: AsyncSession, row_id: int, *, now: datetime) -> None:
+    await session.execute(
+        update(NotificationRow)
+        .where(NotificationRow.id == row_id)
+        .values(delivered_at=now, attempts=NotificationRow.attempts + 1, last_error=None)
+    )
+
+
+async def mark_failed(
+    session: AsyncSession, row_id: int, *, attempts: int, error: str, now: datetime
+) -> None:
+    # Back off 1 s, 2 s, 4 s ... up to 5 minutes, for as long as it takes ("until a 2xx").
+    delay = timedelta(seconds=min(2 ** min(attempts, 9), 300))
+    await session.execute(
+        update(NotificationRow)
+        .where(NotificationRow.id == row_id)
+        .values(attempts=attempts + 1, last_error=error[:500], next_attempt_at=now + delay)
+    )

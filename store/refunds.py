@@ -1,0 +1,300 @@
+"""Refunds as rows: creation with its guards, the contract body read back, listings."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.order import Order
+from domain.refund import (
+    CommissionView,
+    DecisionView,
+    Evidence,
+    PayoutView,
+    RefundBody,
+    RefundItemRequest,
+    RefundItemView,
+    RefundRequest,
+    ReviewView,
+    RiskAssessment,
+    TimelineEntry,
+    workflow_id_for,
+)
+from domain.types import (
+    CommissionState,
+    Destination,
+    PaymentChannel,
+    PayoutState,
+    RefundReason,
+    RefundStatus,
+)
+from store.models import (
+    IdempotencyKeyRow,
+    PayoutRow,
+    RefundClaimRow,
+    RefundCommissionRow,
+    RefundItemRow,
+    RefundRow,
+    TimelineRow,
+)
+
+TERMINAL = [s.value for s in RefundStatus if s.is_terminal]
+
+
+def requested_items(request: RefundRequest, order: Order) -> list[RefundItemRequest]:
+    """The items a refund is for: as asked, or the whole order."""
+    if request.items is not None:
+        return list(request.items)
+    return [RefundItemRequest(item_id=i.item_id, quantity=i.quantity) for i in order.items]
+
+
+async def refunded_quantities(
+    session: AsyncSession, order_id: str, *, exclude_refund: str | None = None
+) -> dict[str, int]:
+    """Per item, the quantity already paid back or being paid back by other refunds."""
+    live = [RefundStatus.REFUNDED.value] + [s.value for s in RefundStatus if not s.is_terminal]
+    stmt = (
+        select(RefundItemRow.item_id, func.sum(RefundItemRow.quantity))
+        .join(RefundRow, RefundRow.refund_id == RefundItemRow.refund_id)
+        .where(RefundRow.order_id == order_id, RefundRow.status.in_(live))
+        .group_by(RefundItemRow.item_id)
+    )
+    if exclude_refund is not None:
+        stmt = stmt.where(RefundRow.refund_id != exclude_refund)
+    return {item_id: int(q) for item_id, q in (await session.execute(stmt)).all()}
+
+
+async def open_claim(session: AsyncSession, order_id: str, item_ids: list[str]) -> str | None:
+    """The refund currently holding any of these items, if one does."""
+    return await session.scalar(
+        select(RefundClaimRow.refund_id)
+        .where(RefundClaimRow.order_id == order_id, RefundClaimRow.item_id.in_(item_ids))
+        .limit(1)
+    )
+
+
+async def last_refund_for_items(
+    session: AsyncSession, order_id: str, item_ids: list[str]
+) -> str | None:
+    return await session.scalar(
+        select(RefundRow.refund_id)
+        .join(RefundItemRow, RefundItemRow.refund_id == RefundRow.refund_id)
+        .where(RefundRow.order_id == order_id, RefundItemRow.item_id.in_(item_ids))
+        .order_by(RefundRow.created_at.desc())
+        .limit(1)
+    )
+
+
+@dataclass(frozen=True)
+class NewRefund:
+    refund_id: str
+    request: RefundRequest
+    order: Order
+    items: list[RefundItemRequest]
+    caller: str
+    idempotency_key: str
+    request_hash: str
+    now: datetime
+
+
+async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
+    """Insert the refund with its claims and idempotency key in the caller's transaction.
+
+    Raises IntegrityError when another refund holds an item or the idempotency key is
+    taken: the caller rolls back and looks up which."""
+    by_id = {i.item_id: i for i in new.order.items}
+    amount = sum(by_id[i.item_id].unit_price * i.quantity for i in new.items)
+    req = new.request
+    row = RefundRow(
+        refund_id=new.refund_id,
+        order_id=new.order.order_id,
+        buyer_id=req.buyer_id,
+        merchant_id=new.order.merchant_id,
+        status=RefundStatus.SUBMITTED.value,
+        amount=amount,
+        currency=new.order.currency,
+        destination=Destination.ORIGINAL.value,
+        reason=req.reason.value,
+        reason_text=req.reason_text,
+        client_ip=(req.client.ip if req.client else None)
+        or (new.order.client.ip if new.order.client else None),
+        device_id=(req.client.device_id if req.client else None)
+        or (new.order.client.device_id if new.order.client else None),
+        evidence=[e.model_dump(mode="json") for e in req.evidence],
+        progress_seq=1,
+        workflow_id=workflow_id_for(new.refund_id),
+        created_at=new.now,
+        updated_at=new.now,
+    )
+    session.add(row)
+    await session.flush()
+    session.add(
+        IdempotencyKeyRow(
+            caller=new.caller,
+            key=new.idempotency_key,
+            request_hash=new.request_hash,
+            refund_id=new.refund_id,
+            created_at=new.now,
+        )
+    )
+    for item in new.items:
+        session.add(
+            RefundItemRow(
+                refund_id=new.refund_id,
+                item_id=item.item_id,
+                quantity=item.quantity,
+                amount=by_id[item.item_id].unit_price * item.quantity,
+            )
+        )
+        session.add(
+            RefundClaimRow(
+                order_id=new.order.order_id, item_id=item.item_id, refund_id=new.refund_id
+            )
+        )
+    session.add(
+        TimelineRow(refund_id=new.refund_id, seq=1, stage="submitted", at=new.now, detail="")
+    )
+    await session.flush()
+    return row
+
+
+async def find_idempotent(session: AsyncSession, caller: str, key: str) -> IdempotencyKeyRow | None:
+    return await session.get(IdempotencyKeyRow, (caller, key))
+
+
+async def release_claims(session: AsyncSession, refund_id: str) -> None:
+    await session.execute(delete(RefundClaimRow).where(RefundClaimRow.refund_id == refund_id))
+
+
+async def load_body(session: AsyncSession, refund_id: str) -> RefundBody | None:
+    row = await session.get(RefundRow, refund_id)
+    if row is None:
+        return None
+    items = await session.scalars(
+        select(RefundItemRow)
+        .where(RefundItemRow.refund_id == refund_id)
+        .order_by(RefundItemRow.item_id)
+    )
+    timeline = await session.scalars(
+        select(TimelineRow).where(TimelineRow.refund_id == refund_id).order_by(TimelineRow.seq)
+    )
+    payouts = await session.scalars(
+        select(PayoutRow).where(PayoutRow.refund_id == refund_id).order_by(PayoutRow.attempt)
+    )
+    commissions = await session.scalars(
+        select(RefundCommissionRow)
+        .where(RefundCommissionRow.refund_id == refund_id)
+        .order_by(RefundCommissionRow.level, RefundCommissionRow.beneficiary_id)
+    )
+    return RefundBody(
+        refund_id=row.refund_id,
+        order_id=row.order_id,
+        buyer_id=row.buyer_id,
+        merchant_id=row.merchant_id,
+        status=RefundStatus(row.status),
+        amount=row.amount,
+        currency=row.currency,
+        destination=Destination(row.destination),
+        reason=RefundReason(row.reason),
+        reason_text=row.reason_text,
+        decision=DecisionView.model_validate(row.decision) if row.decision else None,
+        risk=RiskAssessment.model_validate(row.risk) if row.risk else None,
+        review=ReviewView.model_validate(row.review) if row.review else None,
+        items=[
+            RefundItemView(item_id=i.item_id, quantity=i.quantity, amount=i.amount) for i in items
+        ],
+        payouts=[payout_view(p) for p in payouts],
+        commissions=[
+            CommissionView(
+                beneficiary_id=c.beneficiary_id,
+                level=c.level,
+                amount=c.amount,
+                state=CommissionState(c.state),
+            )
+            for c in commissions
+        ],
+        evidence=[Evidence.model_validate(e) for e in row.evidence or []],
+        timeline=[TimelineEntry(stage=t.stage, at=t.at, detail=t.detail) for t in timeline],
+        workflow_id=row.workflow_id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def payout_view(p: PayoutRow) -> PayoutView:
+    return PayoutView(
+        channel=PaymentChannel(p.channel),
+        amount=p.amount,
+        state=PayoutState(p.state),
+        gateway_refund_id=p.gateway_refund_id,
+        out_refund_no=p.out_refund_no,
+        payment_id=p.payment_id,
+        attempt=p.attempt,
+    )
+
+
+def encode_cursor(created_at: datetime, refund_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), refund_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raises ValueError on anything that is not a cursor this service made."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    created, refund_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    return datetime.fromisoformat(created), str(refund_id)
+
+
+async def list_refunds(
+    session: AsyncSession,
+    *,
+    order_id: str | None = None,
+    buyer_id: str | None = None,
+    status: RefundStatus | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[RefundRow], str | None]:
+    """Newest first, keyset-paginated on (created_at, refund_id)."""
+    stmt = select(RefundRow)
+    if order_id:
+        stmt = stmt.where(RefundRow.order_id == order_id)
+    if buyer_id:
+        stmt = stmt.where(RefundRow.buyer_id == buyer_id)
+    if status:
+        stmt = stmt.where(RefundRow.status == status.value)
+    if cursor:
+        created, rid = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                RefundRow.created_at < created,
+                and_(RefundRow.created_at == created, RefundRow.refund_id < rid),
+            )
+        )
+    stmt = stmt.order_by(RefundRow.created_at.desc(), RefundRow.refund_id.desc()).limit(limit + 1)
+    rows = list((await session.scalars(stmt)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].refund_id)
+    return rows, next_cursor
+
+
+async def pending_reviews(session: AsyncSession, *, limit: int = 100) -> list[RefundRow]:
+    """Refunds waiting for a person, the nearest deadline first."""
+    stmt = (
+        select(RefundRow)
+        .where(RefundRow.status == RefundStatus.PENDING_REVIEW.value)
+        .order_by(RefundRow.review_deadline.asc(), RefundRow.created_at.asc())
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+def dumped(model: Any) -> Any:
+    return None if model is None else model.model_dump(mode="json")

@@ -1,0 +1,68 @@
+"""`refundctl worker`: runs RefundWorkflow and its activities on the `refunds` task queue,
+and the webhook dispatcher beside them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+import httpx
+from temporalio.worker import Worker
+
+from activities.notifications import WebhookDispatcher
+from config.settings import Settings, get_settings
+from config.temporal import connect
+from store.db import make_engine, make_session_factory
+from workers.wiring import build_activities
+from workflows.refund import RefundWorkflow
+
+log = logging.getLogger("refundctl.worker")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-dispatcher", action="store_true", help="do not deliver webhooks")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    asyncio.run(serve(get_settings(), dispatch_webhooks=not args.no_dispatcher))
+    return 0
+
+
+async def serve(
+    settings: Settings, *, dispatch_webhooks: bool = True, stop: asyncio.Event | None = None
+) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    client = await connect(settings)
+    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+        acts = build_activities(settings, sessions, http)
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[RefundWorkflow],
+            activities=acts.activities(),
+            max_concurrent_activities=100,
+        )
+        tasks = [asyncio.create_task(worker.run())]
+        if dispatch_webhooks:
+            dispatcher = WebhookDispatcher(sessions, http, secret=settings.platform_webhook_secret)
+            tasks.append(asyncio.create_task(dispatcher.run_forever()))
+        log.info(
+            "worker polling task queue %r at %s", settings.task_queue, settings.temporal_address
+        )
+        await stop.wait()
+        log.info("worker stopping")
+        await worker.shutdown()
+        for t in tasks[1:]:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    await engine.dispose()

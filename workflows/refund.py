@@ -1,0 +1,776 @@
+"""RefundWorkflow: one per refund, id `refund-{refund_id}`, from the buyer's click to
+money back (or a clear no), as DOMAIN.md describes.
+
+The workflow holds the refund's state as the contract body (`self.view`) and reports
+it to the database through the `record_progress` local activity at every stage, so
+the API, webhooks and the `status` query all show the same thing. It does no I/O and
+reads the clock only through `workflow.now()`; the decision is the pure
+`domain.rules.decide`, called right here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from temporalio import workflow
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.commissions import Commissions
+    from activities.messages import (
+        AuditEvent,
+        CaseRequest,
+        CommissionAction,
+        CommissionRequest,
+        GatewayNotice,
+        KeysAnswer,
+        KeysRequest,
+        PayoutRequest,
+        ProgressReport,
+        RefundInput,
+        RiskRequest,
+        SettlementQuery,
+    )
+    from activities.payouts import Payouts
+    from activities.records import RefundRecords
+    from activities.risk import RiskChecks
+    from activities.supplier import CardKeyChecks
+    from domain import rules
+    from domain.decision import Decision, DecisionCase
+    from domain.order import CardKeyRef, Order, Payment
+    from domain.policy import Policy
+    from domain.refund import (
+        AppealRequest,
+        ApproveRequest,
+        CancelRequest,
+        DecisionView,
+        EvidenceRequest,
+        PayoutView,
+        RefundBody,
+        RejectRequest,
+        ReviewView,
+        TimelineEntry,
+        workflow_id_for,
+    )
+    from domain.types import (
+        Destination,
+        KeyState,
+        Outcome,
+        PaymentChannel,
+        PayoutState,
+        RefundStatus,
+        RiskLevel,
+    )
+
+# Search attributes (CONTRACT "Temporal surface"): SREs find refunds by these.
+REFUND_STATUS = SearchAttributeKey.for_keyword("RefundStatus")
+ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
+MERCHANT_ID = SearchAttributeKey.for_keyword("MerchantId")
+BUYER_ID = SearchAttributeKey.for_keyword("BuyerId")
+REFUND_AMOUNT = SearchAttributeKey.for_int("RefundAmount")
+RISK_LEVEL = SearchAttributeKey.for_keyword("RiskLevel")
+REVIEW_DEADLINE = SearchAttributeKey.for_datetime("ReviewDeadline")
+
+# Database steps: retried until the database is back, however long that takes; a refund
+# never gives up because the database blinked.
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+)
+DB_TIMEOUT = timedelta(seconds=15)
+# A supplier that does not answer three quick tries is "unreachable": a person decides.
+SUPPLIER_QUERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_attempts=3,
+    maximum_interval=timedelta(seconds=2),
+)
+# Locking must happen before money moves: keep trying for a while, then ask a person.
+SUPPLIER_LOCK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
+SUPPLIER_LOCK_BUDGET = timedelta(minutes=30)
+# Money calls carry an idempotency key, so retrying them forever is safe; refusals are typed
+# and not retried.
+PAYOUT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["GatewayRefused"],
+)
+# "Processing" refunds: WeChat suggests querying after 1 min, then 5/10/20/30 min; Alipay
+# after >= 10 s. A notification signal cuts any wait short.
+SETTLEMENT_BACKOFF = [
+    timedelta(seconds=10),
+    timedelta(seconds=30),
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=10),
+    timedelta(minutes=20),
+    timedelta(minutes=30),
+]
+DEFAULT_APPEAL_WINDOW = timedelta(days=7)
+
+CHANNEL_NAMES = {
+    PaymentChannel.ALIPAY: "Alipay",
+    PaymentChannel.WECHAT: "WeChat Pay",
+    PaymentChannel.BALANCE: "platform balance",
+}
+
+
+class Next(StrEnum):
+    REVIEW = "review"
+    PAY = "pay"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+
+@workflow.defn(name="RefundWorkflow")
+class RefundWorkflow:
+    @workflow.init
+    def __init__(self, inp: RefundInput) -> None:
+        self.inp = inp
+        self.view = RefundBody(
+            refund_id=inp.refund_id,
+            order_id=inp.order_id,
+            buyer_id=inp.buyer_id,
+            merchant_id=inp.merchant_id,
+            status=RefundStatus.SUBMITTED,
+            amount=inp.amount,
+            currency=inp.currency,
+            reason=inp.reason,
+            reason_text=inp.reason_text,
+            evidence=list(inp.evidence),
+            timeline=[TimelineEntry(stage="submitted", at=inp.created_at)],
+            workflow_id=workflow_id_for(inp.refund_id),
+            created_at=inp.created_at,
+            updated_at=inp.created_at,
+        )
+        self.reported_entries = 1  # the API wrote "submitted" with the refund
+        self.report_seq = 1
+        self.order: Order | None = None
+        self.policy: Policy | None = None
+        self.case: DecisionCase | None = None
+        self.decision: Decision | None = None
+        self.approval: ApproveRequest | None = None
+        self.rejection: RejectRequest | None = None
+        self.cancel_request: CancelRequest | None = None
+        self.appeal: AppealRequest | None = None
+        self.notices: dict[str, GatewayNotice] = {}
+        self.unreported = False  # a signal changed the view; report it at the next chance
+        self.audit: list[AuditEvent] = []
+        self.alerts: list[str] = []
+        self.commissions_frozen = False
+        self.payout_attempts = 0
+
+    # ------------------------------------------------------------------ run
+    @workflow.run
+    async def run(self, inp: RefundInput) -> RefundBody:
+        step = await self._check_and_decide()
+        while step is not Next.DONE:
+            if step is Next.REVIEW:
+                step = await self._review()
+            elif step is Next.PAY:
+                step = await self._pay()
+            elif step is Next.REJECTED:
+                step = await self._rejected()
+            elif step is Next.CANCELLED:
+                step = await self._finish(
+                    RefundStatus.CANCELLED, "cancelled", "cancelled by the buyer"
+                )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.view
+
+    async def _check_and_decide(self) -> Next:
+        case = await workflow.execute_local_activity_method(
+            RefundRecords.load_case,
+            CaseRequest(refund_id=self.inp.refund_id, order_id=self.inp.order_id),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        if case.order is None:
+            return await self._finish(RefundStatus.FAILED, "failed", "the order no longer exists")
+        self.order = case.order
+        self.policy = case.policy
+        await self._move_commissions(CommissionAction.FREEZE)
+        self._set_status(RefundStatus.CHECKING, "checking_card_key", "asking the supplier")
+        await self._report()
+
+        risk = await workflow.execute_local_activity_method(
+            RiskChecks.assess_risk,
+            RiskRequest(
+                refund_id=self.inp.refund_id,
+                order_id=self.inp.order_id,
+                buyer_id=self.inp.buyer_id,
+                client=self.inp.client,
+                card_key_ids=[k.card_key_id for k in self._keys()],
+                skus=sorted({i.sku for i in case.order.items}),
+                at=workflow.now(),
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self.view.risk = risk
+        states = await self._query_keys()
+        self.case = DecisionCase(
+            order=case.order,
+            items=self.inp.items,
+            already_refunded=case.already_refunded,
+            key_states=states,
+            risk=risk,
+            reason=self.inp.reason,
+            reason_text=self.inp.reason_text,
+            now=workflow.now(),
+        )
+        decision = rules.decide(self.case, self.policy)
+        self._apply_decision(decision, actor="rules")
+        self._entry("card_key_checked", _describe_keys(states))
+        self._entry("decided", decision.explanation_zh or decision.explanation)
+        workflow.upsert_search_attributes(
+            [RISK_LEVEL.value_set(risk.level.value), REFUND_AMOUNT.value_set(decision.amount)]
+        )
+        return await self._route(decision)
+
+    async def _route(self, decision: Decision) -> Next:
+        outcome = decision.outcome
+        if outcome is Outcome.CANCEL_UNPAID:
+            return await self._finish(
+                RefundStatus.CANCELLED,
+                "order_cancelled",
+                "unpaid order cancelled",
+                cancel_order=True,
+            )
+        if outcome is Outcome.REDIRECT_TO_SUPPORT:
+            return await self._finish(
+                RefundStatus.REDIRECTED_TO_SUPPORT, "redirected_to_support", decision.explanation
+            )
+        if outcome is Outcome.REJECT:
+            return Next.REJECTED
+        if outcome is Outcome.REVIEW:
+            return Next.REVIEW
+        return Next.PAY
+
+    # --------------------------------------------------------------- review
+    async def _review(self) -> Next:
+        """Wait for a person under a deadline; escalate when it passes."""
+        assert self.decision is not None and self.policy is not None
+        deadline = workflow.now() + timedelta(hours=self.decision.review_deadline_hours)
+        appealed = self.view.review.appealed if self.view.review else False
+        appeal_text = self.view.review.appeal_text if self.view.review else None
+        self.view.review = ReviewView(deadline=deadline, appealed=appealed, appeal_text=appeal_text)
+        self.approval = self.rejection = None
+        until = deadline.strftime("%Y-%m-%d %H:%M UTC")
+        self._set_status(RefundStatus.PENDING_REVIEW, "waiting_for_review", f"until {until}")
+        workflow.upsert_search_attributes([REVIEW_DEADLINE.value_set(deadline)])
+        await self._report()
+
+        wake_at = deadline
+        while True:
+            answered = await self._wait(
+                lambda: (
+                    self.approval is not None
+                    or self.rejection is not None
+                    or self.cancel_request is not None
+                ),
+                until=wake_at,
+            )
+            if self.cancel_request is not None:
+                return Next.CANCELLED
+            if self.rejection is not None:
+                r = self.rejection
+                self.view.review.reviewer = r.reviewer
+                self.view.review.note = r.reason
+                self.audit.append(
+                    AuditEvent(
+                        key=f"{self.inp.refund_id}:reject:{self.report_seq}",
+                        actor=f"reviewer:{r.reviewer}",
+                        action="refund.rejected",
+                        payload={"reason": r.reason},
+                    )
+                )
+                return Next.REJECTED
+            if self.approval is not None:
+                a = self.approval
+                self.view.review.reviewer = a.reviewer
+                self.view.review.note = a.note
+                self._approve_amount(a.amount)
+                self.audit.append(
+                    AuditEvent(
+                        key=f"{self.inp.refund_id}:approve:{self.report_seq}",
+                        actor=f"reviewer:{a.reviewer}",
+                        action="refund.approved",
+                        payload={"amount": self.view.amount, "note": a.note},
+                    )
+                )
+                self._entry("approved", f"approved by {a.reviewer}")
+                return Next.PAY
+            if not answered:
+                wake_at = await self._review_deadline_passed()
+                if self.approval is not None:
+                    continue
+
+    async def _review_deadline_passed(self) -> datetime:
+        """The deadline passed: escalate, and let the policy decide what happens next."""
+        assert self.view.review is not None and self.case is not None and self.decision is not None
+        assert self.policy is not None
+        realert = timedelta(hours=self.policy.review.realert_hours)
+        if not self.view.review.escalated:
+            self.view.review.escalated = True
+            self._entry("review_escalated", "review deadline passed; supervisors alerted")
+            self.alerts.append(f"refund {self.inp.refund_id}: review deadline passed")
+            expired = rules.on_review_expired(self.case, self.decision, self.policy)
+            if expired.outcome is Outcome.AUTO_APPROVE:
+                self._apply_decision(expired, actor="policy")
+                self.approval = ApproveRequest(reviewer="system", note=expired.explanation)
+        else:
+            self._entry("review_reminder", "still waiting for a reviewer")
+            self.alerts.append(f"refund {self.inp.refund_id}: still waiting for review")
+        await self._report()
+        return workflow.now() + realert
+
+    def _approve_amount(self, amount: int | None) -> None:
+        """A reviewer may approve less than asked, never more than is refundable."""
+        assert self.decision is not None
+        refundable = self.decision.amount or self.inp.amount
+        self.view.amount = min(amount, refundable) if amount else refundable
+
+    async def _rejected(self) -> Next:
+        """Rejected: commissions go back; the buyer may appeal once within the window."""
+        await self._move_commissions(CommissionAction.RELEASE)
+        already_appealed = bool(self.view.review and self.view.review.appealed)
+        detail = self.view.review.note if self.view.review and self.view.review.note else ""
+        self._set_status(RefundStatus.REJECTED, "rejected", detail or self._explanation())
+        await self._report(release_claims=already_appealed)
+        if already_appealed:
+            return Next.DONE
+        self.appeal = None
+        appealed = await self._wait(
+            lambda: self.appeal is not None,
+            until=workflow.now() + self._appeal_window(),
+        )
+        if not appealed or self.appeal is None:
+            await self._report(release_claims=True)
+            return Next.DONE
+        review = self.view.review or ReviewView(deadline=workflow.now())
+        review.appealed = True
+        review.appeal_text = self.appeal.text
+        self.view.review = review
+        self._entry("appealed", self.appeal.text)
+        await self._move_commissions(CommissionAction.FREEZE)
+        return Next.REVIEW
+
+    def _appeal_window(self) -> timedelta:
+        return (
+            timedelta(hours=self.policy.appeal_window_hours)
+            if self.policy
+            else DEFAULT_APPEAL_WINDOW
+        )
+
+    # ------------------------------------------------------------------ pay
+    async def _pay(self) -> Next:
+        assert self.order is not None
+        if self.cancel_request is not None:
+            return Next.CANCELLED
+        self._set_status(RefundStatus.APPROVED, "approved_for_payout", self._explanation())
+        await self._report()
+
+        locked = await self._lock_keys()
+        if locked is not None:
+            return locked
+        if self.cancel_request is not None:  # cancelled while the keys were being locked
+            return Next.CANCELLED
+
+        # From here money moves: the buyer can no longer cancel.
+        self._set_status(RefundStatus.REFUNDING, "refunding", "")
+        await self._report()
+        for channel, payment, amount in self._payout_plan():
+            await self._pay_part(channel, payment, amount)
+        await self._move_commissions(CommissionAction.CLAW_BACK)
+        return await self._finish(RefundStatus.REFUNDED, "money_arrived", self._money_summary())
+
+    async def _lock_keys(self) -> Next | None:
+        """Void the keys at the supplier before money moves, so a key cannot be redeemed
+        between the check and the refund. A key redeemed meanwhile sends it to a person."""
+        keys = self._keys()
+        if not keys:
+            return None
+        try:
+            answer: KeysAnswer = await workflow.execute_activity_method(
+                CardKeyChecks.lock_card_keys,
+                KeysRequest(refund_id=self.inp.refund_id, keys=keys),
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=SUPPLIER_LOCK_BUDGET,
+                retry_policy=SUPPLIER_LOCK_RETRY,
+            )
+        except ActivityError:
+            self._entry(
+                "card_key_lock_failed", "the supplier could not lock the key; a person decides"
+            )
+            return self._back_to_review(
+                "card_key.lock_failed", "supplier could not lock the card key"
+            )
+        redeemed = [k for k, s in answer.states.items() if s is KeyState.REDEEMED]
+        if redeemed:
+            self._entry("card_key_redeemed", ", ".join(redeemed))
+            return self._back_to_review(
+                "card_key.redeemed_at_lock",
+                f"key(s) {', '.join(redeemed)} redeemed before the lock",
+            )
+        self._entry("card_key_locked", ", ".join(sorted(answer.states)))
+        return None
+
+    def _back_to_review(self, rule: str, why: str) -> Next:
+        assert self.decision is not None
+        self.decision = self.decision.model_copy(
+            update={"outcome": Outcome.REVIEW, "rule": rule, "explanation": why}
+        )
+        self.view.decision = _decision_view(self.decision)
+        self.approval = None
+        return Next.REVIEW
+
+    def _payout_plan(self) -> list[tuple[PaymentChannel, Payment | None, int]]:
+        """Which payments the money goes back through, and how much through each."""
+        assert self.order is not None and self.decision is not None
+        amount = self.view.amount
+        if self.view.destination is Destination.BALANCE:
+            return [(PaymentChannel.BALANCE, None, amount)]
+        if self.decision.payment_ids:
+            payments = [p for p in self.order.payments if p.payment_id in self.decision.payment_ids]
+        else:
+            duplicates = {p.payment_id for p in self.order.duplicate_payments}
+            payments = [p for p in self.order.payments if p.payment_id not in duplicates]
+        plan: list[tuple[PaymentChannel, Payment | None, int]] = []
+        for p in payments:
+            if amount <= 0:
+                break
+            part = min(amount, p.amount)
+            plan.append((p.channel, p, part))
+            amount -= part
+        if amount > 0:  # nothing left on the original route: the rest to balance
+            plan.append((PaymentChannel.BALANCE, None, amount))
+        return plan
+
+    async def _pay_part(
+        self, channel: PaymentChannel, payment: Payment | None, amount: int
+    ) -> None:
+        payout = await self._send(channel, payment, amount)
+        if payout is not None and payout.state is PayoutState.PROCESSING:
+            payout = await self._settle(payout, payment)
+        if payout is None or payout.state is not PayoutState.SUCCEEDED:
+            # Refused, closed or abnormal route: the money goes to the buyer's balance instead,
+            # recorded as a second payout.
+            why = payout.state.value if payout else "refused"
+            self._entry(
+                "route_fallback", f"{CHANNEL_NAMES[channel]} {why}; paying to platform balance"
+            )
+            fallback = await self._send(PaymentChannel.BALANCE, None, amount)
+            if fallback is None or fallback.state is not PayoutState.SUCCEEDED:
+                raise ApplicationError("balance payout failed", type="PayoutFailed")
+
+    async def _send(
+        self, channel: PaymentChannel, payment: Payment | None, amount: int
+    ) -> PayoutView | None:
+        assert self.order is not None
+        self.payout_attempts += 1
+        request = PayoutRequest(
+            refund_id=self.inp.refund_id,
+            attempt=self.payout_attempts,
+            channel=channel,
+            payment_id=payment.payment_id if payment else None,
+            transaction_id=payment.transaction_id if payment else None,
+            amount=amount,
+            payment_total=payment.amount if payment else amount,
+            currency=self.order.currency,
+            buyer_id=self.inp.buyer_id,
+            merchant_id=self.inp.merchant_id,
+            reason=self.inp.reason.value,
+        )
+        try:
+            payout: PayoutView = await workflow.execute_activity_method(
+                Payouts.send_payout,
+                request,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PAYOUT_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == "GatewayRefused":
+                self._entry("refund_refused", f"{CHANNEL_NAMES[channel]}: {cause.message}")
+                return None
+            raise
+        self._put_payout(payout)
+        self._entry("refund_sent", f"{_yuan(amount)} to {CHANNEL_NAMES[channel]}")
+        await self._report()
+        return payout
+
+    async def _settle(self, payout: PayoutView, payment: Payment | None) -> PayoutView:
+        """Poll a "processing" refund with back-off until it settles; a verified gateway
+        notification wakes the wait early."""
+        attempt = 0
+        while payout.state is PayoutState.PROCESSING:
+            wait = SETTLEMENT_BACKOFF[min(attempt, len(SETTLEMENT_BACKOFF) - 1)]
+            attempt += 1
+            no = payout.out_refund_no
+            await self._wait(lambda no=no: no in self.notices, until=workflow.now() + wait)
+            payout = await workflow.execute_activity_method(
+                Payouts.query_payout,
+                SettlementQuery(
+                    refund_id=self.inp.refund_id,
+                    out_refund_no=no,
+                    channel=payout.channel,
+                    transaction_id=payment.transaction_id if payment else None,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PAYOUT_RETRY,
+            )
+            self.notices.pop(no, None)
+            self._put_payout(payout)
+        await self._report()
+        return payout
+
+    # ------------------------------------------------------------- helpers
+    async def _finish(
+        self, status: RefundStatus, stage: str, detail: str, *, cancel_order: bool = False
+    ) -> Next:
+        if status in (
+            RefundStatus.CANCELLED,
+            RefundStatus.FAILED,
+            RefundStatus.REDIRECTED_TO_SUPPORT,
+        ):
+            await self._move_commissions(CommissionAction.RELEASE)
+        self._set_status(status, stage, detail)
+        await self._report(release_claims=True, cancel_order=cancel_order)
+        return Next.DONE
+
+    async def _wait(self, done: object, *, until: datetime) -> bool:
+        """Wait for `done()` until a deadline, reporting signal-made changes (evidence) as
+        they come. Returns False when the deadline passed first."""
+        assert callable(done)
+        while True:
+            remaining = (until - workflow.now()).total_seconds()
+            if remaining <= 0:
+                return bool(done())
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(done()) or self.unreported, timeout=remaining
+                )
+            except TimeoutError:
+                return bool(done())
+            if self.unreported:
+                await self._report()
+            if done():
+                return True
+
+    async def _query_keys(self) -> dict[str, KeyState]:
+        keys = self._keys()
+        if not keys:
+            return {}
+        try:
+            answer: KeysAnswer = await workflow.execute_activity_method(
+                CardKeyChecks.query_key_redemption,
+                KeysRequest(refund_id=self.inp.refund_id, keys=keys),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=SUPPLIER_QUERY_RETRY,
+            )
+        except ActivityError:
+            return {k.card_key_id: KeyState.UNREACHABLE for k in keys}
+        return dict(answer.states)
+
+    def _keys(self) -> list[CardKeyRef]:
+        """The card keys of the items this refund is for."""
+        if self.order is None:
+            return []
+        wanted = {i.item_id for i in self.inp.items}
+        return [k for item in self.order.items if item.item_id in wanted for k in item.card_keys]
+
+    async def _move_commissions(self, action: CommissionAction) -> None:
+        assert self.order is not None or action is CommissionAction.RELEASE
+        if self.order is None or not self.order.commissions:
+            return
+        if action is CommissionAction.FREEZE and self.commissions_frozen:
+            return
+        if action is not CommissionAction.FREEZE and not self.commissions_frozen:
+            return
+        answer = await workflow.execute_local_activity_method(
+            Commissions.move_commissions,
+            CommissionRequest(
+                refund_id=self.inp.refund_id,
+                order_id=self.order.order_id,
+                merchant_id=self.order.merchant_id,
+                currency=self.order.currency,
+                action=action,
+                refund_amount=self.view.amount,
+                order_amount=self.order.amount,
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self.commissions_frozen = action is CommissionAction.FREEZE
+        self.view.commissions = answer.commissions
+
+    def _apply_decision(self, decision: Decision, *, actor: str) -> None:
+        self.decision = decision
+        self.view.decision = _decision_view(decision)
+        if decision.amount or decision.outcome in (Outcome.AUTO_APPROVE, Outcome.REVIEW):
+            self.view.amount = decision.amount
+        self.view.destination = decision.destination
+        if decision.items:
+            self.view.items = list(decision.items)
+        self.audit.append(
+            AuditEvent(
+                key=f"{self.inp.refund_id}:decision:{actor}:{self.report_seq}",
+                actor=actor,
+                action="refund.decided",
+                payload=self.view.decision.model_dump(mode="json"),
+            )
+        )
+
+    def _set_status(self, status: RefundStatus, stage: str, detail: str) -> None:
+        self.view.status = status
+        self._entry(stage, detail)
+        workflow.upsert_search_attributes([REFUND_STATUS.value_set(status.value)])
+        workflow.set_current_details(self._details())
+
+    def _entry(self, stage: str, detail: str = "") -> None:
+        self.view.timeline.append(TimelineEntry(stage=stage, at=workflow.now(), detail=detail))
+        self.view.updated_at = workflow.now()
+
+    def _put_payout(self, payout: PayoutView) -> None:
+        self.view.payouts = [
+            p for p in self.view.payouts if p.out_refund_no != payout.out_refund_no
+        ]
+        self.view.payouts.append(payout)
+
+    async def _report(self, *, release_claims: bool = False, cancel_order: bool = False) -> None:
+        self.report_seq += 1
+        new_entries = self.view.timeline[self.reported_entries :]
+        report = ProgressReport(
+            refund_id=self.inp.refund_id,
+            seq=self.report_seq,
+            status=self.view.status,
+            amount=self.view.amount,
+            destination=self.view.destination,
+            decision=self.view.decision,
+            risk=self.view.risk,
+            review=self.view.review,
+            evidence=self.view.evidence,
+            items=self.view.items or None,
+            entries=new_entries,
+            first_entry_seq=self.reported_entries + 1,
+            release_claims=release_claims,
+            cancel_order=cancel_order,
+            alerts=self.alerts,
+            audit=self.audit,
+        )
+        self.unreported = False
+        self.alerts, self.audit = [], []
+        await workflow.execute_local_activity_method(
+            RefundRecords.record_progress,
+            report,
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self.reported_entries = len(self.view.timeline)
+
+    def _explanation(self) -> str:
+        d = self.view.decision
+        return d.explanation if d else ""
+
+    def _money_summary(self) -> str:
+        done = [p for p in self.view.payouts if p.state is PayoutState.SUCCEEDED]
+        return "; ".join(f"{_yuan(p.amount)} via {CHANNEL_NAMES[p.channel]}" for p in done)
+
+    def _details(self) -> str:
+        """What the Temporal UI shows for this refund right now."""
+        v = self.view
+        lines = [
+            f"**{v.status.value}** · {_yuan(v.amount)} · order {v.order_id} · buyer {v.buyer_id}",
+        ]
+        if v.decision:
+            lines.append(f"rule `{v.decision.rule}`: {v.decision.explanation}")
+        if v.risk and v.risk.level is not RiskLevel.LOW:
+            lines.append(f"risk {v.risk.level.value}: " + ", ".join(s.code for s in v.risk.signals))
+        if v.review and v.status is RefundStatus.PENDING_REVIEW:
+            esc = " (escalated)" if v.review.escalated else ""
+            lines.append(f"review deadline {v.review.deadline.isoformat()}{esc}")
+        return "\n\n".join(lines)
+
+    # -------------------------------------------------------------- signals
+    @workflow.signal(name="approve")
+    def on_approve(self, body: ApproveRequest) -> None:
+        if self.view.status is RefundStatus.PENDING_REVIEW and self.approval is None:
+            self.approval = body
+
+    @workflow.signal(name="reject")
+    def on_reject(self, body: RejectRequest) -> None:
+        if self.view.status is RefundStatus.PENDING_REVIEW and self.approval is None:
+            self.rejection = body
+
+    @workflow.signal(name="evidence")
+    def on_evidence(self, body: EvidenceRequest) -> None:
+        if self.view.status.is_terminal:
+            return
+        self.view.evidence.extend(body.evidence)
+        self._entry("evidence_added", f"{len(body.evidence)} item(s)")
+        self.unreported = True
+
+    @workflow.signal(name="cancel")
+    def on_cancel(self, body: CancelRequest) -> None:
+        if body.buyer_id != self.inp.buyer_id:
+            return
+        if self.view.status.is_terminal or self.view.status.money_moving:
+            return
+        self.cancel_request = body
+
+    @workflow.signal(name="appeal")
+    def on_appeal(self, body: AppealRequest) -> None:
+        if body.buyer_id != self.inp.buyer_id or self.view.status is not RefundStatus.REJECTED:
+            return
+        if self.view.review and self.view.review.appealed:
+            return  # once only
+        self.appeal = body
+
+    @workflow.signal(name="gateway_notification")
+    def on_gateway_notification(self, notice: GatewayNotice) -> None:
+        self.notices[notice.out_refund_no] = notice
+
+    @workflow.query(name="status")
+    def status(self) -> RefundBody:
+        return self.view
+
+
+def _decision_view(d: Decision) -> DecisionView:
+    return DecisionView(
+        outcome=d.outcome,
+        rule=d.rule,
+        explanation=d.explanation,
+        explanation_zh=d.explanation_zh,
+        policy_version=d.policy_version,
+        refundable_amount=d.amount,
+    )
+
+
+def _describe_keys(states: dict[str, KeyState]) -> str:
+    return ", ".join(f"{k}: {s.value}" for k, s in sorted(states.items())) or "no card keys"
+
+
+def _yuan(fen: int) -> str:
+    return f"¥{fen // 100}.{fen % 100:02d}"
+
+
+def start_search_attributes(inp: RefundInput) -> TypedSearchAttributes:
+    """What the API sets when it starts the workflow, so a refund is findable at once."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(REFUND_STATUS, RefundStatus.SUBMITTED.value),
+            SearchAttributePair(ORDER_ID, inp.order_id),
+            SearchAttributePair(MERCHANT_ID, inp.merchant_id),
+            SearchAttributePair(BUYER_ID, inp.buyer_id),
+            SearchAttributePair(REFUND_AMOUNT, inp.amount),
+        ]
+    )
