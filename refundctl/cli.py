@@ -21,24 +21,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """All subcommands for --help; only `command`'s module is imported for its arguments,
+    so `refundctl api` never loads the worker (nor the worker the API)."""
     parser = argparse.ArgumentParser(prog="refundctl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(_module=module_name)
-        # Argument definitions live with the command; import lazily but cheaply here.
-        module = importlib.import_module(module_name)
-        add: Callable[[argparse.ArgumentParser], None] | None = getattr(
-            module, "add_arguments", None
-        )
-        if add is not None:
-            add(p)
+        if name == command:
+            add: Callable[[argparse.ArgumentParser], None] | None = getattr(
+                importlib.import_module(module_name), "add_arguments", None
+            )
+            if add is not None:
+                add(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     module = importlib.import_module(args._module)
     result: int = module.run(args)
     return result

@@ -1,0 +1,476 @@
+"""Child-process supervision for `refundctl dev`, `refundctl temporal` and the test harness.
+
+Each child runs in its own session (process group) so that Ctrl-C in the terminal reaches only
+the supervisor, which then stops the children itself in reverse start order: API before worker
+before sandboxes before Temporal, so nothing is left talking to a peer that is already gone.
+Stopping is SIGTERM to the whole group, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+__all__ = [
+    "ChildProcess",
+    "OutputSink",
+    "ProcessExited",
+    "Supervisor",
+    "free_port",
+    "log_sink",
+    "port_is_open",
+    "prefixed_writer",
+    "refundctl_argv",
+    "run_until_signalled",
+    "wait_for_http",
+    "wait_for_port",
+]
+
+logger = logging.getLogger(__name__)
+
+# One line of a child's combined stdout/stderr, without the trailing newline.
+OutputSink = Callable[[str], None]
+
+DEFAULT_GRACE_SECONDS = 10.0
+_TAIL_LINES = 200
+
+
+class ProcessExited(RuntimeError):
+    """A child exited while we were waiting for it to become ready (or while it should run)."""
+
+    def __init__(self, child: ChildProcess) -> None:
+        self.child = child
+        tail = "\n".join(child.tail(40)) or "(no output)"
+        super().__init__(
+            f"{child.name} exited with code {child.returncode}: {' '.join(child.argv)}\n"
+            f"--- last output of {child.name} ---\n{tail}"
+        )
+
+
+def refundctl_argv(command: str, *args: str) -> list[str]:
+    """`refundctl <command> ...` run with this interpreter, so it works without the console
+    script on PATH and always uses the same virtualenv as the caller."""
+    return [sys.executable, "-m", "refundctl.cli", command, *args]
+
+
+def prefixed_writer(name: str, *, width: int = 9, stream: Any = None) -> OutputSink:
+    """A sink that writes `name | line` to a stream (stdout by default), for the dev launcher
+    where the interleaved output of all children is the point."""
+
+    def write(line: str) -> None:
+        out = stream if stream is not None else sys.stdout
+        out.write(f"{name:>{width}} | {line}\n")
+        out.flush()
+
+    return write
+
+
+def log_sink(name: str, *, level: int = logging.INFO) -> OutputSink:
+    """A sink that sends each line to the `refundctl.child.<name>` logger (tests, libraries)."""
+    child_logger = logging.getLogger(f"refundctl.child.{name}")
+
+    def write(line: str) -> None:
+        child_logger.log(level, "%s", line)
+
+    return write
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now. Another process may take it before we use it;
+    callers that start servers on it will see a clear startup failure if that rare race hits."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_open(host: str, port: int, *, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    # Resolved once in the parent: calling dlopen between fork and exec can deadlock when the
+    # parent has other threads (the Temporal SDK's core runs several).
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    # Children live in their own session, so a SIGKILLed supervisor (or test runner) would
+    # otherwise leave them running forever; ask Linux to SIGTERM them when the parent dies.
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class ChildProcess:
+    """One supervised child: started, streamed, stopped (or killed and restarted).
+
+    The crash tests use `kill()` + `start()` to SIGKILL a worker mid-refund and bring it back.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        output: OutputSink | None = None,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        # Child environment = ours + overrides, so PATH, HOME and the venv stay intact.
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = str(cwd) if cwd is not None else None
+        self.output = output if output is not None else log_sink(name)
+        self.grace_seconds = grace_seconds
+        self.started_at: float | None = None  # time.time() of the last start
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+
+    # --- state -------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    def tail(self, lines: int = _TAIL_LINES) -> list[str]:
+        """The last lines of output, for error messages when a child dies."""
+        return list(self._tail)[-lines:]
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except FileNotFoundError as exc:
+            raise RuntimeError(f"cannot start {self.name}: {exc}") from exc
+        self.started_at = time.time()
+        self._reader = asyncio.create_task(self._pump(self._proc), name=f"{self.name}-output")
+        logger.debug("started %s (pid %s): %s", self.name, self._proc.pid, self.argv)
+        return self
+
+    async def _pump(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                raw = await proc.stdout.readline()
+            except ValueError:
+                # A line longer than the stream limit: take what is buffered and go on.
+                raw = await proc.stdout.read(64 * 1024)
+            if not raw:
+                return
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            self._tail.append(line)
+            try:
+                self.output(line)
+            except Exception:  # a broken sink must not stop draining the pipe (child would block)
+                logger.exception("output sink for %s failed", self.name)
+
+    async def wait(self) -> int:
+        """Wait for the child to exit and for its output to be drained; returns the exit code."""
+        if self._proc is None:
+            raise RuntimeError(f"{self.name} was never started")
+        code = await self._proc.wait()
+        if self._reader is not None:
+            await self._reader
+        return code
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        # The child leads its own process group; signalling the group also reaches whatever
+        # it spawned (uvicorn reloaders, shells), so nothing outlives `stop()`.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    async def stop(
+        self, *, grace_seconds: float | None = None, hurry: asyncio.Event | None = None
+    ) -> int | None:
+        """SIGTERM, then SIGKILL if still alive after the grace period (or once `hurry` is set)."""
+        if self._proc is None:
+            return None
+        if self._proc.returncode is None:
+            grace = self.grace_seconds if grace_seconds is None else grace_seconds
+            self._signal_group(signal.SIGTERM)
+            waiter = asyncio.ensure_future(self._proc.wait())
+            waits: set[asyncio.Future[Any]] = {waiter}
+            hurry_task: asyncio.Future[Any] | None = None
+            if hurry is not None:
+                hurry_task = asyncio.ensure_future(hurry.wait())
+                waits.add(hurry_task)
+            await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            if hurry_task is not None:
+                hurry_task.cancel()
+            if not waiter.done():
+                logger.warning(
+                    "%s did not stop %s; killing it",
+                    self.name,
+                    "when asked to hurry" if hurry and hurry.is_set() else f"within {grace:.0f}s",
+                )
+                self._signal_group(signal.SIGKILL)
+            await waiter
+        else:
+            # Already dead; still clean up stragglers it left in its group.
+            self._signal_group(signal.SIGKILL)
+        return await self.wait()
+
+    async def kill(self) -> int | None:
+        """SIGKILL right away, as a crash would (no cleanup, no graceful worker shutdown)."""
+        if self._proc is None:
+            return None
+        self._signal_group(signal.SIGKILL)
+        return await self.wait()
+
+    async def restart(self) -> Self:
+        await self.stop()
+        return await self.start()
+
+    async def __aenter__(self) -> Self:
+        if not self.running:
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+# --- readiness -----------------------------------------------------------------------------------
+
+
+def _check_alive(process: ChildProcess | None) -> None:
+    if process is not None and process.returncode is not None:
+        raise ProcessExited(process)
+
+
+async def wait_for_port(
+    host: str,
+    port: int,
+    *,
+    timeout_seconds: float = 30.0,
+    process: ChildProcess | None = None,
+    interval: float = 0.1,
+) -> None:
+    """Wait until host:port accepts TCP connections; fail fast if `process` dies meanwhile."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        _check_alive(process)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1.0)
+        except (OSError, TimeoutError):
+            pass
+        else:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+        if time.monotonic() >= deadline:
+            who = f" ({process.name})" if process is not None else ""
+            raise TimeoutError(
+                f"nothing listens on {host}:{port}{who} after {timeout_seconds:.0f}s"
+            )
+        await asyncio.sleep(interval)
+
+
+async def wait_for_http(
+    url: str,
+    *,
+    timeout_seconds: float = 30.0,
+    process: ChildProcess | None = None,
+    interval: float = 0.2,
+    ready: Callable[[int], bool] = lambda status: status < 500,
+) -> None:
+    """Wait until GET url answers with a status `ready` accepts (default: anything but 5xx)."""
+    deadline = time.monotonic() + timeout_seconds
+    last_error = "no answer"
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while True:
+            _check_alive(process)
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            else:
+                if ready(response.status_code):
+                    return
+                last_error = f"HTTP {response.status_code}"
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{url} not ready after {timeout_seconds:.0f}s ({last_error})")
+            await asyncio.sleep(interval)
+
+
+# --- supervision ---------------------------------------------------------------------------------
+
+
+class Supervisor:
+    """Owns a set of children; stops them in reverse start order when its block exits.
+
+    ```
+    async with Supervisor() as sup:
+        api = await sup.start("api", refundctl_argv("api"), env=...)
+        await wait_for_http("http://127.0.0.1:8000/docs", process=api)
+        await sup.wait_for_exit()      # returns when any child dies
+    ```
+    """
+
+    def __init__(self, *, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> None:
+        self.grace_seconds = grace_seconds
+        self.children: list[ChildProcess] = []
+        # Set by a second Ctrl-C: stop waiting politely and SIGKILL what is left.
+        self.hurry = asyncio.Event()
+
+    async def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        output: OutputSink | None = None,
+    ) -> ChildProcess:
+        child = ChildProcess(
+            name, argv, env=env, cwd=cwd, output=output, grace_seconds=self.grace_seconds
+        )
+        # Register before starting so even a half-started child is cleaned up.
+        self.children.append(child)
+        await child.start()
+        return child
+
+    def adopt(self, child: ChildProcess) -> ChildProcess:
+        """Supervise a child started elsewhere (e.g. the Temporal dev server)."""
+        if child not in self.children:
+            self.children.append(child)
+        return child
+
+    async def wait_for_exit(self) -> ChildProcess:
+        """Block until one of the children exits and return it; the caller decides what it means."""
+        while True:
+            for child in self.children:
+                if child.returncode is not None:
+                    return child
+            await asyncio.sleep(0.2)
+
+    async def stop_all(self) -> None:
+        # Reverse order, one at a time: a consumer stops before what it consumes.
+        for child in reversed(self.children):
+            try:
+                await child.stop(grace_seconds=self.grace_seconds, hurry=self.hurry)
+            except Exception:
+                logger.exception("stopping %s failed", child.name)
+
+    async def __aenter__(self) -> Self:
+        _live_supervisors.add(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.stop_all()
+        finally:
+            _live_supervisors.discard(self)
+
+
+# Supervisors inside an `async with`, so a repeated Ctrl-C can tell them all to hurry.
+_live_supervisors: weakref.WeakSet[Supervisor] = weakref.WeakSet()
+
+
+def run_until_signalled(
+    main: Callable[[], Coroutine[Any, Any, int]],
+    *,
+    on_signal: Callable[[int], None] | None = None,
+) -> int:
+    """Run `main()` until it returns or SIGINT/SIGTERM arrives, then let it unwind.
+
+    The first signal cancels `main`, so its `async with Supervisor()` blocks stop the children
+    in order. A second signal does not cancel again (that would abandon the orderly stop half
+    way); it sets `hurry` on every live supervisor, turning the remaining graceful waits into
+    immediate SIGKILLs. `on_signal(n)` is called with the count, e.g. to print "stopping...".
+    Returns main's exit code, or 130 after a signal, like a shell.
+    """
+
+    async def runner() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(main())
+        signals_seen = 0
+
+        def handle() -> None:
+            nonlocal signals_seen
+            signals_seen += 1
+            if on_signal is not None:
+                on_signal(signals_seen)
+            if signals_seen == 1:
+                task.cancel()
+            else:
+                for supervisor in list(_live_supervisors):
+                    supervisor.hurry.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, handle)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return 130
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(runner())
