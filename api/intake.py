@@ -17,11 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
-from activities.messages import RefundInput
 from api.problems import Problem, field_error
 from domain.model import utcnow
 from domain.order import Order
@@ -30,7 +26,7 @@ from domain.types import OrderStatus, RefundStatus
 from store import orders
 from store import refunds as refund_rows
 from store.models import RefundRow
-from workflows.refund import RefundWorkflow, start_search_attributes
+from workers import starter
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +97,21 @@ async def take_refund(
         return repeat
     await ensure_started(session, temporal, refund_id, task_queue=task_queue)
     return Intake(refund_id, RefundStatus.SUBMITTED, created=True)
+
+
+async def ensure_started(
+    session: AsyncSession, temporal: Client, refund_id: str, *, task_queue: str
+) -> None:
+    try:
+        await starter.ensure_started(session, temporal, refund_id, task_queue=task_queue)
+    except starter.StartFailed as failed:
+        raise Problem(
+            503,
+            "temporal-unavailable",
+            "Could not start the refund workflow yet",
+            "the refund is recorded; repeat the same request to resume",
+            refund_id=refund_id,
+        ) from failed
 
 
 async def _repeat(session: AsyncSession, caller: str, key: str, digest: str) -> Intake | None:
@@ -181,58 +192,3 @@ async def _check_not_taken(
                 f"item {i.item_id}: {taken.get(i.item_id, 0)} of {item.quantity} already refunded",
                 existing_refund_id=last,
             )
-
-
-async def ensure_started(
-    session: AsyncSession, temporal: Client, refund_id: str, *, task_queue: str
-) -> None:
-    """Start the refund's workflow unless it already runs (or ran). Safe to call again."""
-    async with session.begin():
-        row = await session.get(RefundRow, refund_id)
-        assert row is not None
-        if row.workflow_started:
-            return
-        body = await refund_rows.load_body(session, refund_id)
-        assert body is not None
-    inp = RefundInput(
-        refund_id=refund_id,
-        order_id=body.order_id,
-        buyer_id=body.buyer_id,
-        merchant_id=body.merchant_id,
-        reason=body.reason,
-        reason_text=body.reason_text,
-        items=[RefundItemRequest(item_id=i.item_id, quantity=i.quantity) for i in body.items],
-        evidence=body.evidence,
-        client=None
-        if not (row.client_ip or row.device_id)
-        else {"ip": row.client_ip, "device_id": row.device_id},
-        amount=body.amount,
-        currency=body.currency,
-        created_at=body.created_at,
-    )
-    try:
-        await temporal.start_workflow(
-            RefundWorkflow.run,
-            inp,
-            id=row.workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=start_search_attributes(inp),
-            static_summary=f"refund {refund_id} of order {inp.order_id}",
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # it ran and finished under this id before: started is what we wanted to know
-    except RPCError as err:
-        log.warning("could not start workflow for %s: %s", refund_id, err)
-        raise Problem(
-            503,
-            "temporal-unavailable",
-            "Could not start the refund workflow yet",
-            "the refund is recorded; repeat the same request to resume",
-            refund_id=refund_id,
-        ) from err
-    async with session.begin():
-        row = await session.get(RefundRow, refund_id)
-        assert row is not None
-        row.workflow_started = True

@@ -16,6 +16,7 @@ from activities.notifications import WebhookDispatcher
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from store.db import make_engine, make_session_factory
+from workers.starter import sweep_unstarted
 from workers.wiring import build_activities
 from workflows.refund import RefundWorkflow
 
@@ -53,6 +54,9 @@ async def serve(
             max_concurrent_activities=100,
         )
         tasks = [asyncio.create_task(worker.run())]
+        tasks.append(
+            asyncio.create_task(sweep_unstarted(sessions, client, task_queue=settings.task_queue))
+        )
         if dispatch_webhooks:
             dispatcher = WebhookDispatcher(sessions, http, secret=settings.platform_webhook_secret)
             tasks.append(asyncio.create_task(dispatcher.run_forever()))
