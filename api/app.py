@@ -10,10 +10,12 @@ import httpx
 from fastapi import FastAPI
 
 from api import problems
-from api.routers import gateways, orders, refunds, reviews
+from api.routers import admin, gateways, orders, refunds, reviews
 from config.settings import Settings, get_settings
 from config.temporal import connect
+from domain.policy import CurrentPolicy
 from peers import signing
+from peers.supplier import SupplierClient
 from peers.wechatpay import WechatPayClient
 from store.db import make_engine, make_session_factory
 
@@ -28,7 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.api_keys = settings.roles_by_key()
         app.state.sessions = make_session_factory(engine)
         app.state.temporal = await connect(settings)
+        app.state.policy = CurrentPolicy(settings.policy_path or None)
         async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+            app.state.supplier = SupplierClient(
+                http,
+                url_for=settings.supplier_url_for,
+                api_key=settings.supplier_api_key,
+                secret=settings.supplier_secret,
+            )
             # Only used to verify notifications: the key material is the gateway's public key.
             app.state.wechat = WechatPayClient(
                 http,
@@ -52,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (orders, refunds, reviews, gateways):
+    for module in (orders, refunds, reviews, admin, gateways):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)

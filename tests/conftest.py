@@ -15,6 +15,7 @@ import uvicorn
 
 from api.app import create_app
 from config.settings import Settings
+from domain.policy import default_policy_text
 from sandbox.run import SandboxConfig, running_sandboxes
 from store.migrate import upgrade
 from tests.harness import free_port, session_database, temporal_dev_server
@@ -38,7 +39,11 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 def base_settings(tmp: Path, database_url: str, temporal_address: str) -> Settings:
     keys = tmp / "keys"
+    # A policy file of the session's own, so tests can change the policy at run time.
+    policy = tmp / "policy.yaml"
+    policy.write_text(default_policy_text(), encoding="utf-8")
     return Settings(
+        policy_path=str(policy),
         environment="test",
         database_url=database_url,
         temporal_address=temporal_address,

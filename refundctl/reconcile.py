@@ -1,0 +1,79 @@
+"""`refundctl reconcile --date D`: the day's gateway payouts against the gateways' records.
+Prints every line, raises a supervisor alert per mismatch or missing item, exits 1 if any."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import date
+
+import httpx
+
+from config.settings import Settings, get_settings
+from ops.reconcile import Report, raise_alerts, reconcile
+from peers import signing
+from peers.alipay import AlipayClient
+from peers.wechatpay import WechatPayClient
+from store.db import make_engine, make_session_factory
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--date", type=date.fromisoformat, default=date.today(), help="YYYY-MM-DD (UTC)"
+    )
+    parser.add_argument("--database-url", default=None)
+
+
+async def reconcile_day(settings: Settings, day: date) -> Report:
+    engine = make_engine(settings.database_url)
+    try:
+        async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+            alipay = AlipayClient(
+                http,
+                url=settings.alipay_url,
+                app_id=settings.alipay_app_id,
+                app_private_key=signing.load_private_key(settings.alipay_private_key_path),
+                alipay_public_key=signing.load_public_key(settings.alipay_public_key_path),
+            )
+            wechat = WechatPayClient(
+                http,
+                base_url=settings.wechat_url,
+                mchid=settings.wechat_mchid,
+                serial_no=settings.wechat_serial_no,
+                merchant_private_key=signing.load_private_key(settings.wechat_private_key_path),
+                platform_public_key=signing.load_public_key(
+                    settings.wechat_platform_public_key_path
+                ),
+                apiv3_key=settings.wechat_apiv3_key,
+            )
+            sessions = make_session_factory(engine)
+            async with sessions() as session:
+                report = await reconcile(session, day, alipay=alipay, wechat=wechat)
+            async with sessions.begin() as session:
+                await raise_alerts(session, report)
+            return report
+    finally:
+        await engine.dispose()
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if args.database_url:
+        settings = settings.model_copy(update={"database_url": args.database_url})
+    report = asyncio.run(reconcile_day(settings, args.date))
+    for ln in report.lines:
+        theirs = f"{ln.theirs} {ln.their_amount}" if ln.their_amount is not None else ln.theirs
+        print(
+            f"{ln.verdict:<11} {ln.channel:<7} {ln.out_refund_no:<28} ours {ln.ours} {ln.our_amount}"
+            f"  gateway {theirs}  {ln.note}"
+        )
+    summary = ", ".join(
+        f"{v} {report.count(v)}" for v in ("match", "mismatch", "missing", "pending", "unreachable")
+    )
+    print(f"reconciliation {report.day}: {len(report.lines)} payouts: {summary}")
+    if report.problems:
+        print(
+            f"ALERT: {len(report.problems)} payout(s) disagree with the gateway; supervisors notified"
+        )
+        return 1
+    return 0
