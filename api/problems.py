@@ -4,6 +4,7 @@ the field; nothing here ever answers 500 for something the caller sent."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -72,22 +73,50 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "body"
 
 
+# Cross-field checks (model validators) name their field first: "items: ...".
+_FIELD_PREFIX = re.compile(
+    r"^(?:Value error, )?([a-z_][a-z0-9_]*(?:\[\d+\])?(?:\.[a-z_][a-z0-9_]*)*): (.+)$", re.S
+)
+
+
+def _error(e: Any) -> dict[str, Any]:
+    field = _field_path(e.get("loc", ()))
+    message = str(e.get("msg", "invalid"))
+    matched = _FIELD_PREFIX.match(message) if e.get("type") == "value_error" else None
+    if matched:
+        # The validator ran on the enclosing object; point at the field it names.
+        inner = matched.group(1)
+        field = inner if field == "body" else f"{field}.{inner}"
+        message = matched.group(2)
+    return {"field": field, "message": message, "type": e.get("type")}
+
+
+def _known_key(request: Request) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    keys = getattr(request.app.state, "api_keys", {})
+    return scheme.lower() == "bearer" and token.strip() in keys
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": _field_path(e.get("loc", ())),
-                "message": e.get("msg", "invalid"),
-                "type": e.get("type"),
-            }
-            for e in exc.errors()
-        ]
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [_error(e) for e in exc.errors()]
         if any(e["type"] == "json_invalid" for e in errors):
+            # FastAPI parses the body before the auth dependency runs: answer who-are-you first.
+            if request.url.path.startswith("/v1/") and not _known_key(request):
+                return problem_response(
+                    Problem(
+                        401,
+                        "unauthorized",
+                        "Missing or unknown API key",
+                        "send Authorization: Bearer <key>",
+                        headers={"WWW-Authenticate": "Bearer"},
+                    )
+                )
             return problem_response(
                 Problem(
                     400,

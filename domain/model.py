@@ -21,13 +21,17 @@ Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")
 ]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
-LongText = Annotated[str, StringConstraints(max_length=2000)]
+# Free text: any character but NUL, which PostgreSQL cannot store in text columns.
+ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00]*$")]
+LongText = Annotated[str, StringConstraints(max_length=2000, pattern=r"^[^\x00]*$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 at +14:00 has no UTC equivalent
+        raise ValueError("time is out of range") from None
 
 
 # Inputs must carry an offset (a naive time is ambiguous); they are stored in UTC.

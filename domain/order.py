@@ -86,7 +86,7 @@ class Order(Model):
         if len(set(ids)) != len(ids):
             raise ValueError("items: item_id values must be unique within an order")
         if sum(i.total for i in self.items) != self.amount:
-            raise ValueError("amount must equal the sum of quantity * unit_price over items")
+            raise ValueError("amount: must equal the sum of quantity * unit_price over items")
         pay_ids = [p.payment_id for p in self.payments]
         if len(set(pay_ids)) != len(pay_ids):
             raise ValueError("payments: payment_id values must be unique within an order")

@@ -190,6 +190,16 @@ class RefundBody(Model):
     updated_at: datetime
 
 
+def refundable_now(body: RefundBody) -> int:
+    """What a reviewer may approve at most: the decision's refundable amount while the rules
+    would pay (automatically or after review); the items' value when a person overrides a
+    rejection on appeal."""
+    d = body.decision
+    if d is not None and d.outcome in (Outcome.AUTO_APPROVE, Outcome.REVIEW):
+        return d.refundable_amount
+    return body.amount
+
+
 def workflow_id_for(refund_id: str) -> str:
     """The workflow id is the business id (CONTRACT: `refund-{refund_id}`)."""
     return f"refund-{refund_id}"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select
@@ -45,6 +46,7 @@ from store.models import (
 )
 
 TERMINAL = [s.value for s in RefundStatus if s.is_terminal]
+_REFUND_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 
 def requested_items(request: RefundRequest, order: Order) -> list[RefundItemRequest]:
@@ -247,8 +249,14 @@ def encode_cursor(created_at: datetime, refund_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """Raises ValueError on anything that is not a cursor this service made."""
     padded = cursor + "=" * (-len(cursor) % 4)
-    created, refund_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    return datetime.fromisoformat(created), str(refund_id)
+    created_text, refund_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    created = datetime.fromisoformat(str(created_text))
+    if created.tzinfo is None or not _REFUND_ID.match(str(refund_id)):
+        raise ValueError("not a cursor")
+    try:
+        return created.astimezone(UTC), str(refund_id)
+    except OverflowError:
+        raise ValueError("not a cursor") from None
 
 
 async def list_refunds(

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         RejectRequest,
         ReviewView,
         TimelineEntry,
+        refundable_now,
         workflow_id_for,
     )
     from domain.types import (
@@ -335,8 +336,7 @@ class RefundWorkflow:
 
     def _approve_amount(self, amount: int | None) -> None:
         """A reviewer may approve less than asked, never more than is refundable."""
-        assert self.decision is not None
-        refundable = self.decision.amount or self.inp.amount
+        refundable = refundable_now(self.view)
         self.view.amount = min(amount, refundable) if amount else refundable
 
     async def _rejected(self) -> Next:

@@ -35,6 +35,7 @@ from domain.refund import (
     RefundLinks,
     RefundRequest,
     RejectRequest,
+    refundable_now,
 )
 from domain.types import RefundStatus
 from store import refunds as refund_rows
@@ -285,11 +286,7 @@ async def approve(
     body = await _body(session, refund_id)
     if await _live_status(temporal, body) is not RefundStatus.PENDING_REVIEW:
         raise _not_now(body, "approve")
-    refundable = (
-        body.decision.refundable_amount
-        if body.decision and body.decision.refundable_amount
-        else body.amount
-    )
+    refundable = refundable_now(body)
     if req.amount is not None and req.amount > refundable:
         raise field_error("amount", f"at most {refundable} is refundable")
     await _signal(temporal, body, "approve", req)
