@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.crashpoints import crashpoint
 from activities.messages import PayoutRequest, SettlementQuery
 from domain.model import utcnow
 from domain.refund import PayoutView
@@ -38,8 +39,10 @@ class Payouts:
         alipay: AlipayClient,
         wechat: WechatPayClient,
         notify_url: str,
+        reads: SessionFactory | None = None,
     ) -> None:
         self.sessions = sessions
+        self.reads = reads or sessions
         self.alipay = alipay
         self.wechat = wechat
         self.notify_url = notify_url
@@ -57,6 +60,7 @@ class Payouts:
                 await self._record(session, row, PayoutState.SUCCEEDED, None, now)
                 return payout_view(row)
         # Committed: the intent is on record before any money can move.
+        crashpoint("payout.before_gateway")
         try:
             answer = await self._call_gateway(row)
         except GatewayRefused as refused:
@@ -72,11 +76,12 @@ class Payouts:
                 type="GatewayRefused",
                 non_retryable=True,
             ) from refused
+        crashpoint("payout.after_gateway")
         return await self._save(req.out_refund_no, answer)
 
     @activity.defn(name="query_payout")
     async def query_payout(self, req: SettlementQuery) -> PayoutView:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(PayoutRow, req.out_refund_no)
             if row is None:
                 raise ApplicationError(
@@ -84,6 +89,7 @@ class Payouts:
                 )
             if PayoutState(row.state) in SETTLED:
                 return payout_view(row)
+        crashpoint("payout.during_settlement")
         if row.channel == PaymentChannel.ALIPAY.value:
             answer = await self.alipay.query(
                 trade_no=row.transaction_id or "", out_request_no=row.out_refund_no

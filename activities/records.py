@@ -30,15 +30,17 @@ class RefundRecords:
         *,
         policy: Callable[[], Policy],
         webhook_url: str = "",
+        reads: SessionFactory | None = None,
     ) -> None:
         self.sessions = sessions
+        self.reads = reads or sessions
         self.policy = policy
         self.webhook_url = webhook_url
 
     @activity.defn(name="load_case")
     async def load_case(self, req: CaseRequest) -> CaseFile:
         policy = self.policy()
-        async with self.sessions() as session:
+        async with self.reads() as session:
             order = await orders.load_order(session, req.order_id)
             taken = await refund_rows.refunded_quantities(
                 session, req.order_id, exclude_refund=req.refund_id
@@ -110,6 +112,7 @@ class RefundRecords:
 
 def _apply(row: RefundRow, report: ProgressReport, now: datetime) -> None:
     row.progress_seq = report.seq
+    row.workflow_started = True  # whoever started it, it runs: the sweeper can leave it be
     row.status = report.status.value
     row.amount = report.amount
     row.destination = report.destination.value

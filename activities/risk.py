@@ -20,13 +20,13 @@ from store.models import BlacklistRow, CardKeyRow, OrderItemRow, OrderRow, Refun
 
 
 class RiskChecks:
-    def __init__(self, sessions: SessionFactory, *, policy: Callable[[], Policy]) -> None:
-        self.sessions = sessions
+    def __init__(self, reads: SessionFactory, *, policy: Callable[[], Policy]) -> None:
+        self.reads = reads
         self.policy = policy
 
     @activity.defn(name="assess_risk")
     async def assess_risk(self, req: RiskRequest) -> RiskAssessment:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             facts = await gather_facts(session, req)
         return assess(facts, self.policy())
 

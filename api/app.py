@@ -17,7 +17,7 @@ from domain.policy import CurrentPolicy
 from peers import signing
 from peers.supplier import SupplierClient
 from peers.wechatpay import WechatPayClient
-from store.db import make_engine, make_session_factory
+from store.db import make_engine, make_read_session_factory, make_session_factory
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.api_keys = settings.roles_by_key()
         app.state.sessions = make_session_factory(engine)
+        app.state.reads = make_read_session_factory(engine)
         app.state.temporal = await connect(settings)
         app.state.policy = CurrentPolicy(settings.policy_path or None)
         async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:

@@ -30,9 +30,15 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    reads: SessionFactory = request.app.state.reads
+    async with reads() as session:
+        yield session
+
+
 def _sessions(request: Request) -> SessionFactory:
-    sessions: SessionFactory = request.app.state.sessions
-    return sessions
+    reads: SessionFactory = request.app.state.reads
+    return reads
 
 
 def _temporal(request: Request) -> Client:
@@ -45,8 +51,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+# Endpoints that write take SessionDep; the rest read through snapshots that never wait for
+# a writer (on SQLite, writers hold the lock from BEGIN).
 SessionDep = Annotated[AsyncSession, Depends(_session)]
-SessionsDep = Annotated[SessionFactory, Depends(_sessions)]
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
+ReadSessionsDep = Annotated[SessionFactory, Depends(_sessions)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 

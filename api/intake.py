@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -69,7 +71,7 @@ async def take_refund(
             order = await _orderable(session, request)
             items = refund_rows.requested_items(request, order)
             await _check_not_taken(session, order, items)
-            await refund_rows.insert_refund(
+            row = await refund_rows.insert_refund(
                 session,
                 refund_rows.NewRefund(
                     refund_id=refund_id,
@@ -95,15 +97,25 @@ async def take_refund(
             raise
         await ensure_started(session, temporal, repeat.refund_id, task_queue=task_queue)
         return repeat
-    await ensure_started(session, temporal, refund_id, task_queue=task_queue)
+    # A new refund: start from what was just stored, without reading it back.
+    await _start(
+        starter.start(temporal, starter.refund_input(row, items), task_queue=task_queue), refund_id
+    )
     return Intake(refund_id, RefundStatus.SUBMITTED, created=True)
 
 
 async def ensure_started(
     session: AsyncSession, temporal: Client, refund_id: str, *, task_queue: str
 ) -> None:
+    await _start(
+        starter.ensure_started(session, temporal, refund_id, task_queue=task_queue), refund_id
+    )
+
+
+async def _start(starting: Coroutine[Any, Any, None], refund_id: str) -> None:
+    """Temporal away: the refund is stored, a repeat of the POST (or the sweeper) resumes it."""
     try:
-        await starter.ensure_started(session, temporal, refund_id, task_queue=task_queue)
+        await starting
     except starter.StartFailed as failed:
         raise Problem(
             503,

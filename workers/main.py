@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 from activities.notifications import WebhookDispatcher
 from config.settings import Settings, get_settings
 from config.temporal import connect
-from store.db import make_engine, make_session_factory
+from store.db import make_engine, make_read_session_factory, make_session_factory
 from workers.starter import sweep_unstarted
 from workers.wiring import build_activities
 from workflows.refund import RefundWorkflow
@@ -45,7 +45,7 @@ async def serve(
     sessions = make_session_factory(engine)
     client = await connect(settings)
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-        acts = build_activities(settings, sessions, http)
+        acts = build_activities(settings, sessions, http, reads=make_read_session_factory(engine))
         worker = Worker(
             client,
             task_queue=settings.task_queue,

@@ -19,10 +19,10 @@ from temporalio.service import RPCError
 from activities.messages import RefundInput
 from domain.model import utcnow
 from domain.order import ClientInfo
-from domain.refund import RefundItemRequest
-from store import refunds as refund_rows
+from domain.refund import Evidence, RefundItemRequest, workflow_id_for
+from domain.types import RefundReason
 from store.db import SessionFactory
-from store.models import RefundRow
+from store.models import RefundItemRow, RefundRow
 from workflows.refund import RefundWorkflow, start_search_attributes
 
 log = logging.getLogger(__name__)
@@ -32,53 +32,65 @@ class StartFailed(Exception):
     """Temporal did not take the start; the refund is stored and a repeat will resume it."""
 
 
+def refund_input(row: RefundRow, items: list[RefundItemRequest]) -> RefundInput:
+    """The workflow's start argument, from the stored refund."""
+    return RefundInput(
+        refund_id=row.refund_id,
+        order_id=row.order_id,
+        buyer_id=row.buyer_id,
+        merchant_id=row.merchant_id,
+        reason=RefundReason(row.reason),
+        reason_text=row.reason_text,
+        items=items,
+        evidence=[Evidence.model_validate(e) for e in row.evidence or []],
+        client=ClientInfo(ip=row.client_ip, device_id=row.device_id)
+        if (row.client_ip or row.device_id)
+        else None,
+        amount=row.amount,
+        currency=row.currency,
+        created_at=row.created_at,
+    )
+
+
+async def start(temporal: Client, inp: RefundInput, *, task_queue: str) -> None:
+    """Start `refund-{id}`; if it already runs or ran, that is success too. The workflow
+    marks the refund started in its first progress report, so this writes nothing."""
+    try:
+        await temporal.start_workflow(
+            RefundWorkflow.run,
+            inp,
+            id=workflow_id_for(inp.refund_id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=start_search_attributes(inp),
+            static_summary=f"refund {inp.refund_id} of order {inp.order_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # it ran and finished under this id before
+    except RPCError as err:
+        log.warning("could not start workflow for %s: %s", inp.refund_id, err)
+        raise StartFailed(inp.refund_id) from err
+
+
 async def ensure_started(
     session: AsyncSession, temporal: Client, refund_id: str, *, task_queue: str
 ) -> None:
-    """Start the refund's workflow unless it already runs (or ran). Safe to call again."""
+    """Start the refund's workflow unless it is known to run (or have run). Safe to repeat."""
     async with session.begin():
         row = await session.get(RefundRow, refund_id)
         assert row is not None
         if row.workflow_started:
             return
-        body = await refund_rows.load_body(session, refund_id)
-        assert body is not None
-    inp = RefundInput(
-        refund_id=refund_id,
-        order_id=body.order_id,
-        buyer_id=body.buyer_id,
-        merchant_id=body.merchant_id,
-        reason=body.reason,
-        reason_text=body.reason_text,
-        items=[RefundItemRequest(item_id=i.item_id, quantity=i.quantity) for i in body.items],
-        evidence=body.evidence,
-        client=ClientInfo(ip=row.client_ip, device_id=row.device_id)
-        if (row.client_ip or row.device_id)
-        else None,
-        amount=body.amount,
-        currency=body.currency,
-        created_at=body.created_at,
-    )
-    try:
-        await temporal.start_workflow(
-            RefundWorkflow.run,
-            inp,
-            id=row.workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            search_attributes=start_search_attributes(inp),
-            static_summary=f"refund {refund_id} of order {inp.order_id}",
-        )
-    except WorkflowAlreadyStartedError:
-        pass  # it ran and finished under this id before: started is what we wanted to know
-    except RPCError as err:
-        log.warning("could not start workflow for %s: %s", refund_id, err)
-        raise StartFailed(refund_id) from err
-    async with session.begin():
-        row = await session.get(RefundRow, refund_id)
-        assert row is not None
-        row.workflow_started = True
+        items = [
+            RefundItemRequest(item_id=i.item_id, quantity=i.quantity)
+            for i in await session.scalars(
+                select(RefundItemRow)
+                .where(RefundItemRow.refund_id == refund_id)
+                .order_by(RefundItemRow.item_id)
+            )
+        ]
+    await start(temporal, refund_input(row, items), task_queue=task_queue)
 
 
 async def sweep_unstarted(

@@ -43,14 +43,18 @@ class RefundActivities:
 
 
 def build_activities(
-    settings: Settings, sessions: SessionFactory, http: httpx.AsyncClient
+    settings: Settings,
+    sessions: SessionFactory,
+    http: httpx.AsyncClient,
+    *,
+    reads: SessionFactory | None = None,
 ) -> RefundActivities:
     policy = CurrentPolicy(settings.policy_path or None)
     return RefundActivities(
         records=RefundRecords(
-            sessions, policy=policy.get, webhook_url=settings.platform_webhook_url
+            sessions, policy=policy.get, webhook_url=settings.platform_webhook_url, reads=reads
         ),
-        risk=RiskChecks(sessions, policy=policy.get),
+        risk=RiskChecks(reads or sessions, policy=policy.get),
         keys=CardKeyChecks(
             SupplierClient(
                 http,
@@ -80,6 +84,7 @@ def build_activities(
                 apiv3_key=settings.wechat_apiv3_key,
             ),
             notify_url=settings.public_base_url.rstrip("/") + "/v1/gateways/wechat/notify",
+            reads=reads,
         ),
         commissions=Commissions(sessions),
     )

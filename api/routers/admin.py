@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 
-from api.deps import Admin, Reviewer, SessionDep
+from api.deps import Admin, ReadSessionDep, Reviewer, SessionDep
 from api.problems import Problem
 from domain.model import Identifier, LongText, utcnow
 from domain.policy import CurrentPolicy
@@ -46,7 +46,7 @@ def _entry(row: BlacklistRow) -> BlacklistEntry:
 
 @router.get("/blacklist", summary="Blacklisted buyers, devices and IPs")
 async def list_blacklist(
-    session: SessionDep, _: Admin, kind: BlacklistKind | None = None
+    session: ReadSessionDep, _: Admin, kind: BlacklistKind | None = None
 ) -> Blacklist:
     stmt = select(BlacklistRow).order_by(BlacklistRow.kind, BlacklistRow.value)
     if kind:
@@ -124,7 +124,7 @@ async def policy_status(request: Request, _: Admin) -> PolicyStatus:
 
 @router.post("/explain", summary="Replay the decision for an order without creating a refund")
 async def explain_decision(
-    req: ExplainRequest, request: Request, session: SessionDep, _: Reviewer
+    req: ExplainRequest, request: Request, session: ReadSessionDep, _: Reviewer
 ) -> Explanation:
     try:
         return await explain(
@@ -149,7 +149,7 @@ class Checks(BaseModel):
 
 
 @router.get("/checks", summary="Ledger trial balance and audit-chain verification")
-async def checks(session: SessionDep, _: Admin) -> Checks:
+async def checks(session: ReadSessionDep, _: Admin) -> Checks:
     totals = await ledger.trial_balance(session)
     verified = await audit.verify(session)
     return Checks(

@@ -8,9 +8,12 @@ from fastapi.responses import JSONResponse
 from temporalio.service import RPCError
 
 from activities.messages import GatewayNotice
-from api.deps import SessionDep, TemporalDep
+from activities.payouts import SETTLED
+from api.deps import ReadSessionDep, TemporalDep
 from peers.payouts import GatewayRefused
 from store.models import PayoutRow
+
+SETTLED_STATES = {s.value for s in SETTLED}
 
 router = APIRouter(prefix="/v1/gateways", tags=["gateways"])
 
@@ -19,7 +22,7 @@ router = APIRouter(prefix="/v1/gateways", tags=["gateways"])
     "/wechat/notify", summary="WeChat Pay refund notification (REFUND.SUCCESS/ABNORMAL/CLOSED)"
 )
 async def wechat_notify(
-    request: Request, session: SessionDep, temporal: TemporalDep
+    request: Request, session: ReadSessionDep, temporal: TemporalDep
 ) -> JSONResponse:
     raw = await request.body()
     try:
@@ -32,6 +35,10 @@ async def wechat_notify(
     payout = await session.get(PayoutRow, notice.out_refund_no)
     if payout is None:
         return JSONResponse({"code": "FAIL", "message": "unknown out_refund_no"}, status_code=404)
+    if payout.state in SETTLED_STATES:
+        # Already settled (the refund call answered SUCCESS, or a query got there first):
+        # WeChat notifies anyway and retries; nothing waits for the news.
+        return JSONResponse({"code": "SUCCESS", "message": "OK"})
     try:
         await temporal.get_workflow_handle(f"refund-{payout.refund_id}").signal(
             "gateway_notification",

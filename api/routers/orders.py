@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Platform, PlatformOrReviewer, SessionDep
+from api.deps import Platform, PlatformOrReviewer, ReadSessionDep, SessionDep
 from api.problems import Problem
 from domain.model import Identifier, utcnow
 from domain.order import Order, UsageReport
@@ -71,7 +71,7 @@ async def report_usage(
 
 @router.get("/{order_id}", summary="The order with its refunds")
 async def get_order(
-    order_id: Identifier, session: SessionDep, _: PlatformOrReviewer
+    order_id: Identifier, session: ReadSessionDep, _: PlatformOrReviewer
 ) -> dict[str, Any]:
     order = await orders.load_order(session, order_id)
     if order is None:

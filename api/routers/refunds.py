@@ -17,9 +17,10 @@ from api import intake
 from api.deps import (
     Platform,
     PlatformOrReviewer,
+    ReadSessionDep,
+    ReadSessionsDep,
     Reviewer,
     SessionDep,
-    SessionsDep,
     SettingsDep,
     TemporalDep,
 )
@@ -97,7 +98,7 @@ class RefundPage(BaseModel):
 
 @router.get("", summary="List refunds, newest first")
 async def list_refunds(
-    session: SessionDep,
+    session: ReadSessionDep,
     _: PlatformOrReviewer,
     order_id: Identifier | None = None,
     buyer_id: Identifier | None = None,
@@ -124,7 +125,7 @@ async def _body(session: Any, refund_id: str) -> RefundBody:
 
 @router.get("/{refund_id}", summary="Where a refund stands")
 async def get_refund(
-    refund_id: Identifier, session: SessionDep, _: PlatformOrReviewer
+    refund_id: Identifier, session: ReadSessionDep, _: PlatformOrReviewer
 ) -> RefundBody:
     return await _body(session, refund_id)
 
@@ -135,7 +136,7 @@ async def get_refund(
     response_class=StreamingResponse,
 )
 async def refund_events(
-    refund_id: Identifier, session: SessionDep, sessions: SessionsDep, _: PlatformOrReviewer
+    refund_id: Identifier, session: ReadSessionDep, sessions: ReadSessionsDep, _: PlatformOrReviewer
 ) -> StreamingResponse:
     await _body(session, refund_id)
     return StreamingResponse(_stream(sessions, refund_id), media_type="text/event-stream")
@@ -196,7 +197,7 @@ def _not_now(body: RefundBody, what: str) -> Problem:
 async def add_evidence(
     refund_id: Identifier,
     req: EvidenceRequest,
-    session: SessionDep,
+    session: ReadSessionDep,
     temporal: TemporalDep,
     _: Platform,
 ) -> RefundAccepted:
@@ -216,7 +217,7 @@ async def add_evidence(
 async def cancel(
     refund_id: Identifier,
     req: CancelRequest,
-    session: SessionDep,
+    session: ReadSessionDep,
     temporal: TemporalDep,
     _: Platform,
 ) -> RefundAccepted:
@@ -244,7 +245,7 @@ async def cancel(
 async def appeal(
     refund_id: Identifier,
     req: AppealRequest,
-    session: SessionDep,
+    session: ReadSessionDep,
     temporal: TemporalDep,
     _: Platform,
 ) -> RefundAccepted:
@@ -279,7 +280,7 @@ async def appeal(
 async def approve(
     refund_id: Identifier,
     req: ApproveRequest,
-    session: SessionDep,
+    session: ReadSessionDep,
     temporal: TemporalDep,
     _: Reviewer,
 ) -> RefundAccepted:
@@ -303,7 +304,7 @@ async def approve(
 async def reject(
     refund_id: Identifier,
     req: RejectRequest,
-    session: SessionDep,
+    session: ReadSessionDep,
     temporal: TemporalDep,
     _: Reviewer,
 ) -> RefundAccepted:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import Reviewer, SessionDep
+from api.deps import ReadSessionDep, Reviewer
 from domain.order import Order
 from domain.refund import RefundBody
 from store import orders
@@ -30,7 +30,7 @@ class ReviewQueue(BaseModel):
 
 @router.get("", summary="Refunds awaiting review, nearest deadline first")
 async def pending_reviews(
-    session: SessionDep,
+    session: ReadSessionDep,
     _: Reviewer,
     state: Literal["pending"] = "pending",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
