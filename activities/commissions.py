@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
+from activities.crashpoints import crashpoint
 from activities.messages import CommissionAction, CommissionAnswer, CommissionRequest
 from domain.model import utcnow
 from domain.refund import CommissionView
@@ -144,6 +145,7 @@ class Commissions:
                 refund_id=req.refund_id,
                 memo="commission clawed back pro rata",
             )
+            crashpoint("commissions.claw_back")
             row.amount = take
             # Frozen money the distributor had already withdrawn left the account negative:
             # that is a debt they owe, shown as such.
