@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from api import problems
-from api.routers import admin, gateways, orders, refunds, reviews
+from api.routers import admin, distributors, gateways, orders, refunds, reviews
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from domain.policy import CurrentPolicy
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (orders, refunds, reviews, admin, gateways):
+    for module in (orders, refunds, reviews, distributors, admin, gateways):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)

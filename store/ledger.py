@@ -90,6 +90,14 @@ async def post(
     return True
 
 
+async def posted(session: AsyncSession, txn_id: str) -> bool:
+    return (
+        await session.scalar(
+            select(LedgerEntryRow.id).where(LedgerEntryRow.txn_id == txn_id).limit(1)
+        )
+    ) is not None
+
+
 async def balance(session: AsyncSession, account: str, currency: str = "CNY") -> int:
     row = await session.get(BalanceRow, (account, currency))
     return row.amount if row is not None else 0
