@@ -14,15 +14,12 @@ from domain.order import CardKeyRef, ClientInfo, Order
 from domain.policy import Policy
 from domain.refund import (
     CommissionView,
-    DecisionView,
     Evidence,
+    RefundBody,
     RefundItemRequest,
-    RefundItemView,
-    ReviewView,
-    RiskAssessment,
     TimelineEntry,
 )
-from domain.types import Destination, KeyState, PaymentChannel, RefundReason, RefundStatus
+from domain.types import KeyState, PaymentChannel, RefundReason
 
 
 class RefundInput(Model):
@@ -140,23 +137,24 @@ class AuditEvent(Model):
 
 
 class ProgressReport(Model):
-    """The workflow's state as the contract body shows it, written to the database so the
-    API, listings and webhooks see it. Reports carry a sequence number: an older report
-    retried late never overwrites a newer one."""
+    """The workflow's refund body, written to the database so the API, listings and webhooks
+    see it (the webhook body is this body: nothing is read back). Reports carry a sequence
+    number: an older report retried late never overwrites a newer one."""
 
-    refund_id: str
     seq: int
-    status: RefundStatus
-    amount: int
-    destination: Destination
-    decision: DecisionView | None = None
-    risk: RiskAssessment | None = None
-    review: ReviewView | None = None
-    evidence: list[Evidence] = Field(default_factory=list)
-    items: list[RefundItemView] | None = None
-    entries: list[TimelineEntry] = Field(default_factory=list)
-    first_entry_seq: int = 0
+    body: RefundBody
+    # body.timeline[first_entry - 1:] are the entries this report adds (1-based sequence).
+    first_entry: int
     release_claims: bool = False
     cancel_order: bool = False
+    reprice_items: bool = False  # the decision priced the items: store body.items anew
     alerts: list[str] = Field(default_factory=list)
     audit: list[AuditEvent] = Field(default_factory=list)
+
+    @property
+    def refund_id(self) -> str:
+        return self.body.refund_id
+
+    @property
+    def new_entries(self) -> list[TimelineEntry]:
+        return self.body.timeline[self.first_entry - 1 :]

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.crashpoints import crashpoint
+from activities.heartbeat import heartbeating
 from activities.messages import PayoutRequest, SettlementQuery
 from domain.model import utcnow
 from domain.refund import PayoutView
@@ -49,6 +50,10 @@ class Payouts:
 
     @activity.defn(name="send_payout")
     async def send_payout(self, req: PayoutRequest) -> PayoutView:
+        async with heartbeating():
+            return await self._send_payout(req)
+
+    async def _send_payout(self, req: PayoutRequest) -> PayoutView:
         now = utcnow()
         async with self.sessions.begin() as session:
             await insert_ignore(session, PayoutRow, [_pending_row(req, now)])
@@ -81,6 +86,10 @@ class Payouts:
 
     @activity.defn(name="query_payout")
     async def query_payout(self, req: SettlementQuery) -> PayoutView:
+        async with heartbeating():
+            return await self._query_payout(req)
+
+    async def _query_payout(self, req: SettlementQuery) -> PayoutView:
         async with self.reads() as session:
             row = await session.get(PayoutRow, req.out_refund_no)
             if row is None:

@@ -61,11 +61,12 @@ class RefundRecords:
                     non_retryable=True,
                 )
             # Reports are ordered by seq: a late retry of an older one must not roll back state.
+            body = report.body
             newer = report.seq >= row.progress_seq
-            status_changed = newer and row.status != report.status.value
+            status_changed = newer and row.status != body.status.value
             if newer:
                 _apply(row, report, now)
-                if report.items:
+                if report.reprice_items:
                     await _replace_items(session, report)
             await insert_ignore(
                 session,
@@ -73,12 +74,12 @@ class RefundRecords:
                 [
                     {
                         "refund_id": report.refund_id,
-                        "seq": report.first_entry_seq + i,
+                        "seq": report.first_entry + i,
                         "stage": e.stage,
                         "at": e.at,
                         "detail": e.detail[:2000],
                     }
-                    for i, e in enumerate(report.entries)
+                    for i, e in enumerate(report.new_entries)
                 ],
             )
             if report.release_claims:
@@ -95,10 +96,7 @@ class RefundRecords:
                     payload=event.payload,
                     at=now,
                 )
-            await session.flush()
             if status_changed or report.alerts:
-                body = await refund_rows.load_body(session, report.refund_id)
-                assert body is not None
                 await outbox.enqueue_status(
                     session,
                     body,
@@ -111,28 +109,28 @@ class RefundRecords:
 
 
 def _apply(row: RefundRow, report: ProgressReport, now: datetime) -> None:
+    body = report.body
     row.progress_seq = report.seq
     row.workflow_started = True  # whoever started it, it runs: the sweeper can leave it be
-    row.status = report.status.value
-    row.amount = report.amount
-    row.destination = report.destination.value
-    row.decision = refund_rows.dumped(report.decision)
-    row.risk = refund_rows.dumped(report.risk)
-    row.risk_level = report.risk.level.value if report.risk else None
-    row.review = refund_rows.dumped(report.review)
-    row.review_deadline = report.review.deadline if report.review else None
-    row.policy_version = report.decision.policy_version if report.decision else row.policy_version
-    row.evidence = [e.model_dump(mode="json") for e in report.evidence]
+    row.status = body.status.value
+    row.amount = body.amount
+    row.destination = body.destination.value
+    row.decision = refund_rows.dumped(body.decision)
+    row.risk = refund_rows.dumped(body.risk)
+    row.risk_level = body.risk.level.value if body.risk else None
+    row.review = refund_rows.dumped(body.review)
+    row.review_deadline = body.review.deadline if body.review else None
+    row.policy_version = body.decision.policy_version if body.decision else row.policy_version
+    row.evidence = [e.model_dump(mode="json") for e in body.evidence]
     row.updated_at = now
 
 
 async def _replace_items(session: AsyncSession, report: ProgressReport) -> None:
     """The decision prices the items (a duplicate charge, a partial approval)."""
-    assert report.items is not None
     await session.execute(delete(RefundItemRow).where(RefundItemRow.refund_id == report.refund_id))
     session.add_all(
         RefundItemRow(
             refund_id=report.refund_id, item_id=i.item_id, quantity=i.quantity, amount=i.amount
         )
-        for i in report.items
+        for i in report.body.items
     )

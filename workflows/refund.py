@@ -54,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         EvidenceRequest,
         PayoutView,
         RefundBody,
+        RefundItemRequest,
+        RefundItemView,
         RejectRequest,
         ReviewView,
         TimelineEntry,
@@ -103,6 +105,10 @@ PAYOUT_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     non_retryable_error_types=["GatewayRefused"],
 )
+PAYOUT_TIMEOUT = timedelta(seconds=30)
+# The payout activities heartbeat every second: a worker that dies mid-call is noticed in
+# seconds and the call retried (same idempotency key) on a live one.
+PAYOUT_HEARTBEAT = timedelta(seconds=3)
 # "Processing" refunds: WeChat suggests querying after 1 min, then 5/10/20/30 min; Alipay
 # after >= 10 s. A notification signal cuts any wait short.
 SETTLEMENT_BACKOFF = [
@@ -167,6 +173,8 @@ class RefundWorkflow:
         self.audit: list[AuditEvent] = []
         self.alerts: list[str] = []
         self.commissions_frozen = False
+        self.keys_locked = False
+        self.items_repriced = False
         self.payout_attempts = 0
 
     # ------------------------------------------------------------------ run
@@ -198,6 +206,7 @@ class RefundWorkflow:
             return await self._finish(RefundStatus.FAILED, "failed", "the order no longer exists")
         self.order = case.order
         self.policy = case.policy
+        self.view.items = _priced(case.order, self.inp.items)
         await self._move_commissions(CommissionAction.FREEZE)
         self._set_status(RefundStatus.CHECKING, "checking_card_key", "asking the supplier")
         await self._report()
@@ -311,11 +320,11 @@ class RefundWorkflow:
                 self._entry("approved", f"approved by {a.reviewer}")
                 return Next.PAY
             if not answered:
-                wake_at = await self._review_deadline_passed()
+                wake_at = await self._review_deadline_passed(wake_at)
                 if self.approval is not None:
                     continue
 
-    async def _review_deadline_passed(self) -> datetime:
+    async def _review_deadline_passed(self, woke_for: datetime) -> datetime:
         """The deadline passed: escalate, and let the policy decide what happens next."""
         assert self.view.review is not None and self.case is not None and self.decision is not None
         assert self.policy is not None
@@ -332,7 +341,7 @@ class RefundWorkflow:
             self._entry("review_reminder", "still waiting for a reviewer")
             self.alerts.append(f"refund {self.inp.refund_id}: still waiting for review")
         await self._report()
-        return workflow.now() + realert
+        return woke_for + realert
 
     def _approve_amount(self, amount: int | None) -> None:
         """A reviewer may approve less than asked, never more than is refundable."""
@@ -382,14 +391,21 @@ class RefundWorkflow:
         locked = await self._lock_keys()
         if locked is not None:
             return locked
-        if self.cancel_request is not None:  # cancelled while the keys were being locked
-            return Next.CANCELLED
+        if self.cancel_request is not None:
+            # It came while the keys were being voided: they are void now, so the buyer's
+            # only way back to the money is the refund itself.
+            self.cancel_request = None
+            self._entry("cancel_refused", "the card key is already voided; the refund goes on")
 
         # From here money moves: the buyer can no longer cancel.
         self._set_status(RefundStatus.REFUNDING, "refunding", "")
         await self._report()
         for channel, payment, amount in self._payout_plan():
-            await self._pay_part(channel, payment, amount)
+            if not await self._pay_part(channel, payment, amount):
+                # Say so rather than leave a refund "refunding" forever; an SRE takes over.
+                return await self._finish(
+                    RefundStatus.FAILED, "failed", "the refund could not be paid out"
+                )
         await self._move_commissions(CommissionAction.CLAW_BACK)
         return await self._finish(RefundStatus.REFUNDED, "money_arrived", self._money_summary())
 
@@ -412,22 +428,36 @@ class RefundWorkflow:
                 "card_key_lock_failed", "the supplier could not lock the key; a person decides"
             )
             return self._back_to_review(
-                "card_key.lock_failed", "supplier could not lock the card key"
+                "card_key.lock_failed",
+                "the supplier could not lock the card key; a person decides",
+                "供应商暂时无法锁定卡密，已转人工审核。",
+            )
+        if self.case is not None:  # what the supplier says now is what the rules must see
+            self.case = self.case.model_copy(
+                update={"key_states": {**self.case.key_states, **answer.states}}
             )
         redeemed = [k for k, s in answer.states.items() if s is KeyState.REDEEMED]
         if redeemed:
             self._entry("card_key_redeemed", ", ".join(redeemed))
             return self._back_to_review(
                 "card_key.redeemed_at_lock",
-                f"key(s) {', '.join(redeemed)} redeemed before the lock",
+                f"key(s) {', '.join(redeemed)} were redeemed before they could be voided; "
+                "a person decides",
+                "卡密在作废前已被使用，已转人工审核。",
             )
+        self.keys_locked = True
         self._entry("card_key_locked", ", ".join(sorted(answer.states)))
         return None
 
-    def _back_to_review(self, rule: str, why: str) -> Next:
+    def _back_to_review(self, rule: str, why: str, why_zh: str) -> Next:
         assert self.decision is not None
         self.decision = self.decision.model_copy(
-            update={"outcome": Outcome.REVIEW, "rule": rule, "explanation": why}
+            update={
+                "outcome": Outcome.REVIEW,
+                "rule": rule,
+                "explanation": why,
+                "explanation_zh": why_zh,
+            }
         )
         self.view.decision = _decision_view(self.decision)
         self.approval = None
@@ -457,7 +487,8 @@ class RefundWorkflow:
 
     async def _pay_part(
         self, channel: PaymentChannel, payment: Payment | None, amount: int
-    ) -> None:
+    ) -> bool:
+        """Pay one part; False when not even the balance would take it."""
         payout = await self._send(channel, payment, amount)
         if payout is not None and payout.state is PayoutState.PROCESSING:
             payout = await self._settle(payout, payment)
@@ -470,7 +501,8 @@ class RefundWorkflow:
             )
             fallback = await self._send(PaymentChannel.BALANCE, None, amount)
             if fallback is None or fallback.state is not PayoutState.SUCCEEDED:
-                raise ApplicationError("balance payout failed", type="PayoutFailed")
+                return False
+        return True
 
     async def _send(
         self, channel: PaymentChannel, payment: Payment | None, amount: int
@@ -494,7 +526,8 @@ class RefundWorkflow:
             payout: PayoutView = await workflow.execute_activity_method(
                 Payouts.send_payout,
                 request,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=PAYOUT_TIMEOUT,
+                heartbeat_timeout=PAYOUT_HEARTBEAT,
                 retry_policy=PAYOUT_RETRY,
             )
         except ActivityError as err:
@@ -505,7 +538,10 @@ class RefundWorkflow:
             raise
         self._put_payout(payout)
         self._entry("refund_sent", f"{_yuan(amount)} to {CHANNEL_NAMES[channel]}")
-        await self._report()
+        if payout.state is not PayoutState.SUCCEEDED:
+            # Money is on its way: let the buyer see that while it settles. A payout that
+            # succeeded at once is reported with the refund's final state a moment later.
+            await self._report()
         return payout
 
     async def _settle(self, payout: PayoutView, payment: Payment | None) -> PayoutView:
@@ -517,6 +553,7 @@ class RefundWorkflow:
             attempt += 1
             no = payout.out_refund_no
             await self._wait(lambda no=no: no in self.notices, until=workflow.now() + wait)
+            self.notices.pop(no, None)  # one arriving during the query wakes the next wait
             payout = await workflow.execute_activity_method(
                 Payouts.query_payout,
                 SettlementQuery(
@@ -525,10 +562,10 @@ class RefundWorkflow:
                     channel=payout.channel,
                     transaction_id=payment.transaction_id if payment else None,
                 ),
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=PAYOUT_TIMEOUT,
+                heartbeat_timeout=PAYOUT_HEARTBEAT,
                 retry_policy=PAYOUT_RETRY,
             )
-            self.notices.pop(no, None)
             self._put_payout(payout)
         await self._report()
         return payout
@@ -621,6 +658,7 @@ class RefundWorkflow:
         self.view.destination = decision.destination
         if decision.items:
             self.view.items = list(decision.items)
+            self.items_repriced = True
         self.audit.append(
             AuditEvent(
                 key=f"{self.inp.refund_id}:decision:{actor}:{self.report_seq}",
@@ -648,26 +686,17 @@ class RefundWorkflow:
 
     async def _report(self, *, release_claims: bool = False, cancel_order: bool = False) -> None:
         self.report_seq += 1
-        new_entries = self.view.timeline[self.reported_entries :]
         report = ProgressReport(
-            refund_id=self.inp.refund_id,
             seq=self.report_seq,
-            status=self.view.status,
-            amount=self.view.amount,
-            destination=self.view.destination,
-            decision=self.view.decision,
-            risk=self.view.risk,
-            review=self.view.review,
-            evidence=self.view.evidence,
-            items=self.view.items or None,
-            entries=new_entries,
-            first_entry_seq=self.reported_entries + 1,
+            body=self.view,
+            first_entry=self.reported_entries + 1,
             release_claims=release_claims,
             cancel_order=cancel_order,
+            reprice_items=self.items_repriced,
             alerts=self.alerts,
             audit=self.audit,
         )
-        self.unreported = False
+        self.unreported = self.items_repriced = False
         self.alerts, self.audit = [], []
         await workflow.execute_local_activity_method(
             RefundRecords.record_progress,
@@ -723,7 +752,7 @@ class RefundWorkflow:
     def on_cancel(self, body: CancelRequest) -> None:
         if body.buyer_id != self.inp.buyer_id:
             return
-        if self.view.status.is_terminal or self.view.status.money_moving:
+        if self.view.status.is_terminal or self.view.status.money_moving or self.keys_locked:
             return
         self.cancel_request = body
 
@@ -742,6 +771,16 @@ class RefundWorkflow:
     @workflow.query(name="status")
     def status(self) -> RefundBody:
         return self.view
+
+
+def _priced(order: Order, items: list[RefundItemRequest]) -> list[RefundItemView]:
+    prices = {i.item_id: i.unit_price for i in order.items}
+    return [
+        RefundItemView(
+            item_id=i.item_id, quantity=i.quantity, amount=prices.get(i.item_id, 0) * i.quantity
+        )
+        for i in items
+    ]
 
 
 def _decision_view(d: Decision) -> DecisionView:

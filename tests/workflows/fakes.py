@@ -1,0 +1,195 @@
+"""An in-memory stand-in for everything RefundWorkflow's activities reach (database,
+supplier, gateways), registered under the real activity names (samples-python style).
+
+Each test gets a fresh `FakeBackend`, scripts what the outside world answers (the order,
+the supplier's key states, the gateway's payout states) and afterwards asserts on what the
+workflow asked for: every call is recorded in order, with its input model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+
+from activities.messages import (
+    CaseFile,
+    CaseRequest,
+    CommissionAction,
+    CommissionAnswer,
+    CommissionRequest,
+    KeysAnswer,
+    KeysRequest,
+    PayoutRequest,
+    ProgressReport,
+    RiskRequest,
+    SettlementQuery,
+)
+from domain.order import Order
+from domain.policy import Policy, load_policy
+from domain.refund import CommissionView, PayoutView, RiskAssessment
+from domain.types import CommissionState, KeyState, PayoutState
+
+DEFAULT_POLICY = load_policy(None)
+
+COMMISSION_STATES = {
+    CommissionAction.FREEZE: CommissionState.FROZEN,
+    CommissionAction.CLAW_BACK: CommissionState.CLAWED_BACK,
+    CommissionAction.RELEASE: CommissionState.RELEASED,
+}
+
+
+@dataclass
+class Call:
+    """One activity invocation as the fake saw it."""
+
+    name: str
+    arg: Any
+    # The server's clock when the activity was scheduled (skipped time included), for
+    # regular activities; local activities have no schedule time of their own.
+    scheduled: datetime | None = None
+
+
+@dataclass
+class FakeBackend:
+    order: Order
+    policy: Policy = DEFAULT_POLICY
+    risk: RiskAssessment = field(default_factory=RiskAssessment)
+    # What the supplier says at the check; a key not listed is unredeemed.
+    key_states: dict[str, KeyState] = field(default_factory=dict)
+    # What the supplier answers to the lock; a key not listed is locked.
+    lock_states: dict[str, KeyState] = field(default_factory=dict)
+    # The gateway's first answer per attempt number; not listed: succeeded.
+    send_states: dict[int, PayoutState] = field(default_factory=dict)
+    # The gateway's answers to successive settlement queries; once used up: succeeded.
+    query_states: list[PayoutState] = field(default_factory=list)
+    # When set, lock_card_keys announces itself on `lock_started` and answers only once
+    # `lock_gate` is set: a test can act while the supplier is being asked.
+    lock_gate: asyncio.Event | None = None
+    lock_started: asyncio.Event = field(default_factory=asyncio.Event)
+    calls: list[Call] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- what was asked
+    def called(self, name: str) -> list[Any]:
+        return [c.arg for c in self.calls if c.name == name]
+
+    def names(self) -> list[str]:
+        return [c.name for c in self.calls]
+
+    @property
+    def reports(self) -> list[ProgressReport]:
+        return [r for r in self.called("record_progress") if isinstance(r, ProgressReport)]
+
+    @property
+    def payouts(self) -> list[PayoutRequest]:
+        return [p for p in self.called("send_payout") if isinstance(p, PayoutRequest)]
+
+    @property
+    def commission_actions(self) -> list[CommissionAction]:
+        return [r.action for r in self.called("move_commissions")]
+
+    def stages(self) -> list[str]:
+        """Every timeline stage the workflow reported, in order."""
+        return [e.stage for r in self.reports for e in r.new_entries]
+
+    def alerts(self) -> list[str]:
+        return [a for r in self.reports for a in r.alerts]
+
+    def _record(self, name: str, arg: Any, *, local: bool = False) -> None:
+        scheduled = None if local else activity.info().scheduled_time
+        self.calls.append(Call(name, arg, scheduled))
+
+    # ---------------------------------------------------------------- the activities
+    def activities(self) -> Sequence[Callable[..., Any]]:
+        @activity.defn(name="load_case")
+        async def load_case(req: CaseRequest) -> CaseFile:
+            self._record("load_case", req, local=True)
+            order = self.order if req.order_id == self.order.order_id else None
+            return CaseFile(order=order, policy=self.policy, policy_version=self.policy.version)
+
+        @activity.defn(name="record_progress")
+        async def record_progress(report: ProgressReport) -> None:
+            self._record("record_progress", report, local=True)
+
+        @activity.defn(name="assess_risk")
+        async def assess_risk(req: RiskRequest) -> RiskAssessment:
+            self._record("assess_risk", req, local=True)
+            return self.risk
+
+        @activity.defn(name="move_commissions")
+        async def move_commissions(req: CommissionRequest) -> CommissionAnswer:
+            self._record("move_commissions", req, local=True)
+            state = COMMISSION_STATES[req.action]
+            return CommissionAnswer(
+                commissions=[
+                    CommissionView(
+                        beneficiary_id=c.beneficiary_id,
+                        level=c.level,
+                        amount=c.amount * req.refund_amount // max(req.order_amount, 1),
+                        state=state,
+                    )
+                    for c in self.order.commissions
+                ]
+            )
+
+        @activity.defn(name="query_key_redemption")
+        async def query_key_redemption(req: KeysRequest) -> KeysAnswer:
+            self._record("query_key_redemption", req)
+            return KeysAnswer(
+                states={
+                    k.card_key_id: self.key_states.get(k.card_key_id, KeyState.UNREDEEMED)
+                    for k in req.keys
+                }
+            )
+
+        @activity.defn(name="lock_card_keys")
+        async def lock_card_keys(req: KeysRequest) -> KeysAnswer:
+            self._record("lock_card_keys", req)
+            self.lock_started.set()
+            if self.lock_gate is not None:
+                await self.lock_gate.wait()
+            return KeysAnswer(
+                states={
+                    k.card_key_id: self.lock_states.get(k.card_key_id, KeyState.LOCKED)
+                    for k in req.keys
+                }
+            )
+
+        @activity.defn(name="send_payout")
+        async def send_payout(req: PayoutRequest) -> PayoutView:
+            self._record("send_payout", req)
+            state = self.send_states.get(req.attempt, PayoutState.SUCCEEDED)
+            return _payout(req, state)
+
+        @activity.defn(name="query_payout")
+        async def query_payout(req: SettlementQuery) -> PayoutView:
+            self._record("query_payout", req)
+            state = self.query_states.pop(0) if self.query_states else PayoutState.SUCCEEDED
+            sent = next(p for p in self.payouts if p.out_refund_no == req.out_refund_no)
+            return _payout(sent, state)
+
+        return [
+            load_case,
+            record_progress,
+            assess_risk,
+            move_commissions,
+            query_key_redemption,
+            lock_card_keys,
+            send_payout,
+            query_payout,
+        ]
+
+
+def _payout(req: PayoutRequest, state: PayoutState) -> PayoutView:
+    return PayoutView(
+        channel=req.channel,
+        amount=req.amount,
+        state=state,
+        gateway_refund_id=f"gw-{req.out_refund_no}" if state is PayoutState.SUCCEEDED else None,
+        out_refund_no=req.out_refund_no,
+        payment_id=req.payment_id,
+        attempt=req.attempt,
+    )

@@ -1,0 +1,38 @@
+"""Replays every saved RefundWorkflow history against today's workflow code.
+
+A change to workflows/refund.py that would make a running refund take a different path
+(new or reordered activities, timers, search-attribute upserts ...) fails here unless it
+is guarded by `workflow.patched`. The histories in tests/histories/ are recorded from the
+scenarios in test_refund_workflow.py; refresh them only for a deliberate, patched change:
+
+    REGENERATE_HISTORIES=1 .venv/bin/pytest tests/workflows
+
+(new scenarios then add a file; keep the old files too, they are what is still running in
+production)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from tests.workflows.support import CONVERTER, HISTORIES, RECORDED
+from workflows.refund import RefundWorkflow
+
+SAVED = sorted(HISTORIES.glob("*.json"))
+
+
+def test_every_recorded_scenario_has_a_saved_history() -> None:
+    """(Right after a first REGENERATE_HISTORIES=1 run, run once more: the files are
+    collected before they are written.)"""
+    assert RECORDED <= {path.stem for path in SAVED}
+
+
+@pytest.mark.parametrize("path", SAVED, ids=[p.stem for p in SAVED])
+async def test_saved_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(f"refund-{path.stem}", path.read_text(encoding="utf-8"))
+    replayer = Replayer(workflows=[RefundWorkflow], data_converter=CONVERTER)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
