@@ -1,0 +1,180 @@
+"""The crash rig: the same system as `tests/conftest.py`'s `system`, except that the worker is
+a real `refundctl worker` subprocess that can die (at a crash point, or by SIGKILL) and be
+started again, configured entirely through its environment like a deployed worker.
+
+The API runs in-process, as in `system`, on the crash rig's own task queue: the in-process
+worker of `system` may poll `refunds` in the same pytest session and must never pick up a
+crash test's refund (it would finish it without ever crashing).
+
+Crash points (activities/crashpoints.py) are all listed in the worker's KAMI_CRASHPOINTS and
+all *disarmed* by their marker files; a test arms exactly one by deleting its marker. The
+worker dies there (exit 137), leaving the marker behind, so the restarted worker walks past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from activities.crashpoints import marker
+from config.settings import Settings
+from store import ledger
+from store.db import make_session_factory
+from store.models import BalanceRow, LedgerEntryRow, PayoutRow
+from tests.harness import ChildProcess, wait_for_worker
+from tests.system import System
+
+TASK_QUEUE = "refunds-crash"
+CRASHPOINTS = (
+    "payout.before_gateway",
+    "payout.after_gateway",
+    "payout.during_settlement",
+    "commissions.claw_back",
+)
+# How long a "timeout" fault holds the gateway's answer, and how long the worker's HTTP client
+# waits for it: the window in which a test SIGKILLs the worker mid-call.
+FAULT_DELAY = 8.0
+WORKER_HTTP_TIMEOUT = 6.0
+# A payout activity lost with its worker is re-dispatched only when its start_to_close
+# timeout (30 s, workflows/refund.py) expires; the crash tests wait that out.
+CRASH_RECOVERY_SECONDS = 90.0
+
+
+def worker_env(settings: Settings, crash_dir: Path) -> dict[str, str]:
+    """Every setting as the environment variable `Settings` reads (prefix-free, upper case),
+    so the worker subprocess sees exactly what the in-process API sees, whatever the test
+    runner's own environment holds."""
+    env = {
+        name.upper(): str(value)
+        for name, value in settings.model_dump().items()
+        if isinstance(value, str | int | float)
+    }
+    env["KAMI_CRASHPOINTS"] = ",".join(CRASHPOINTS)
+    env["KAMI_CRASHPOINT_DIR"] = str(crash_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class CrashSystem:
+    system: System
+    worker: ChildProcess
+    temporal_address: str
+    crash_dir: Path
+    engine: AsyncEngine
+
+    # --- crash points --------------------------------------------------------------------
+
+    def disarm_all(self) -> None:
+        for name in CRASHPOINTS:
+            marker(name, self.crash_dir).touch()
+
+    def arm(self, name: str) -> None:
+        assert name in CRASHPOINTS, name
+        marker(name, self.crash_dir).unlink(missing_ok=True)
+
+    def fired(self, name: str) -> bool:
+        path = marker(name, self.crash_dir)
+        return path.exists() and path.read_text().strip() != ""
+
+    # --- the worker ----------------------------------------------------------------------
+
+    async def start_worker(self) -> None:
+        if not self.worker.running:
+            await self.worker.start()
+        await wait_for_worker(self.temporal_address, self.worker, task_queue=TASK_QUEUE)
+
+    async def wait_for_death(self, within: float = 60.0) -> int:
+        """The worker's exit code once it died by itself (a crash point fired)."""
+        try:
+            return await asyncio.wait_for(self.worker.wait(), timeout=within)
+        except TimeoutError:
+            tail = "\n".join(self.worker.tail(40))
+            raise AssertionError(
+                f"the worker did not crash within {within:.0f}s; last output:\n{tail}"
+            ) from None
+
+    async def kill_worker(self) -> int | None:
+        return await self.worker.kill()
+
+    # --- sandbox gateways ----------------------------------------------------------------
+
+    def gateway_base(self, channel: str) -> str:
+        urls = self.system.sandboxes
+        return urls.alipay.rsplit("/", 1)[0] if channel == "alipay" else urls.wechat
+
+    async def arm_gateway_fault(self, channel: str, mode: str, count: int = 1) -> None:
+        r = await self.system.http.post(
+            f"{self.gateway_base(channel)}/sandbox/faults", json={"mode": mode, "count": count}
+        )
+        r.raise_for_status()
+
+    async def clear_gateway_faults(self) -> None:
+        for channel in ("alipay", "wechat"):
+            r = await self.system.http.post(f"{self.gateway_base(channel)}/sandbox/reset")
+            r.raise_for_status()
+
+    # --- the books -----------------------------------------------------------------------
+
+    async def trial_balance(self) -> dict[str, int]:
+        async with make_session_factory(self.engine)() as session:
+            return await ledger.trial_balance(session)
+
+    async def balance_drift(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Accounts whose running balance is not the sum of their ledger entries:
+        {(account, currency): (balance, sum of entries)}; empty when consistent."""
+        async with make_session_factory(self.engine)() as session:
+            sums = {
+                (a, c): int(total or 0)
+                for a, c, total in (
+                    await session.execute(
+                        select(
+                            LedgerEntryRow.account,
+                            LedgerEntryRow.currency,
+                            func.sum(LedgerEntryRow.amount),
+                        ).group_by(LedgerEntryRow.account, LedgerEntryRow.currency)
+                    )
+                ).all()
+            }
+            balances = {
+                (b.account, b.currency): b.amount
+                for b in (await session.scalars(select(BalanceRow)))
+            }
+        return {
+            key: (balances.get(key, 0), sums.get(key, 0))
+            for key in set(sums) | set(balances)
+            if balances.get(key, 0) != sums.get(key, 0)
+        }
+
+    async def ledger_entries(self, refund_id: str) -> list[LedgerEntryRow]:
+        async with make_session_factory(self.engine)() as session:
+            return list(
+                await session.scalars(
+                    select(LedgerEntryRow)
+                    .where(LedgerEntryRow.refund_id == refund_id)
+                    .order_by(LedgerEntryRow.id)
+                )
+            )
+
+    async def payout_rows(self, refund_id: str) -> list[PayoutRow]:
+        async with make_session_factory(self.engine)() as session:
+            return list(
+                await session.scalars(
+                    select(PayoutRow)
+                    .where(PayoutRow.refund_id == refund_id)
+                    .order_by(PayoutRow.attempt)
+                )
+            )
+
+
+def by_txn(entries: list[Any]) -> dict[str, dict[str, int]]:
+    """Ledger entries grouped as {txn_id: {account: amount}}."""
+    txns: dict[str, dict[str, int]] = {}
+    for e in entries:
+        txns.setdefault(e.txn_id, {})[e.account] = e.amount
+    return txns
