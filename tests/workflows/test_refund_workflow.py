@@ -10,7 +10,6 @@ import itertools
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
@@ -116,7 +115,10 @@ async def test_unredeemed_key_is_refunded_automatically(env: WorkflowEnvironment
         reports = backend.reports
         assert [r.seq for r in reports] == sorted({r.seq for r in reports})
         assert reports[-1].body.status is RefundStatus.REFUNDED and reports[-1].release_claims
-        assert [r.body.status for r in reports][:2] == [RefundStatus.CHECKING, RefundStatus.APPROVED]
+        assert [r.body.status for r in reports][:2] == [
+            RefundStatus.CHECKING,
+            RefundStatus.APPROVED,
+        ]
 
         found = (await refund.handle.describe()).typed_search_attributes
         assert found.get(REFUND_STATUS) == "refunded"
@@ -492,7 +494,9 @@ async def test_evidence_added_during_review_is_reported(env: WorkflowEnvironment
                 break
             await asyncio.sleep(0.02)
         report = next(
-            r for r in refund.backend.reports if any(e.stage == "evidence_added" for e in r.new_entries)
+            r
+            for r in refund.backend.reports
+            if any(e.stage == "evidence_added" for e in r.new_entries)
         )
         assert report.body.status is RefundStatus.PENDING_REVIEW
         assert [e.text for e in report.body.evidence] == ["screenshot of error"]
