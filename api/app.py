@@ -14,9 +14,7 @@ from api.routers import admin, distributors, gateways, orders, refunds, reviews
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from domain.policy import CurrentPolicy
-from peers import signing
-from peers.supplier import SupplierClient
-from peers.wechatpay import WechatPayClient
+from peers.from_settings import supplier_client, wechat_client
 from store.db import make_engine, make_read_session_factory, make_session_factory
 
 
@@ -33,24 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.temporal = await connect(settings)
         app.state.policy = CurrentPolicy(settings.policy_path or None)
         async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-            app.state.supplier = SupplierClient(
-                http,
-                url_for=settings.supplier_url_for,
-                api_key=settings.supplier_api_key,
-                secret=settings.supplier_secret,
-            )
+            app.state.supplier = supplier_client(settings, http)
             # Only used to verify notifications: the key material is the gateway's public key.
-            app.state.wechat = WechatPayClient(
-                http,
-                base_url=settings.wechat_url,
-                mchid=settings.wechat_mchid,
-                serial_no=settings.wechat_serial_no,
-                merchant_private_key=signing.load_private_key(settings.wechat_private_key_path),
-                platform_public_key=signing.load_public_key(
-                    settings.wechat_platform_public_key_path
-                ),
-                apiv3_key=settings.wechat_apiv3_key,
-            )
+            app.state.wechat = wechat_client(settings, http)
             yield
         await engine.dispose()
 

@@ -13,7 +13,7 @@ from config.settings import Settings, get_settings
 from domain.policy import load_policy
 from domain.types import RefundReason
 from ops.explain import ExplainRequest, Explanation, explain
-from peers.supplier import SupplierClient
+from peers.from_settings import supplier_client
 from store.db import make_engine, make_session_factory
 
 
@@ -32,16 +32,7 @@ async def explain_order(
     engine = make_engine(settings.database_url)
     try:
         async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-            supplier = (
-                SupplierClient(
-                    http,
-                    url_for=settings.supplier_url_for,
-                    api_key=settings.supplier_api_key,
-                    secret=settings.supplier_secret,
-                )
-                if ask_supplier
-                else None
-            )
+            supplier = supplier_client(settings, http) if ask_supplier else None
             async with make_session_factory(engine)() as session:
                 return await explain(
                     session, supplier, load_policy(settings.policy_path or None), req

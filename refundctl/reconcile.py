@@ -11,9 +11,7 @@ import httpx
 
 from config.settings import Settings, get_settings
 from ops.reconcile import Report, raise_alerts, reconcile
-from peers import signing
-from peers.alipay import AlipayClient
-from peers.wechatpay import WechatPayClient
+from peers.from_settings import alipay_client, wechat_client
 from store.db import make_engine, make_session_factory
 
 
@@ -28,24 +26,8 @@ async def reconcile_day(settings: Settings, day: date) -> Report:
     engine = make_engine(settings.database_url)
     try:
         async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-            alipay = AlipayClient(
-                http,
-                url=settings.alipay_url,
-                app_id=settings.alipay_app_id,
-                app_private_key=signing.load_private_key(settings.alipay_private_key_path),
-                alipay_public_key=signing.load_public_key(settings.alipay_public_key_path),
-            )
-            wechat = WechatPayClient(
-                http,
-                base_url=settings.wechat_url,
-                mchid=settings.wechat_mchid,
-                serial_no=settings.wechat_serial_no,
-                merchant_private_key=signing.load_private_key(settings.wechat_private_key_path),
-                platform_public_key=signing.load_public_key(
-                    settings.wechat_platform_public_key_path
-                ),
-                apiv3_key=settings.wechat_apiv3_key,
-            )
+            alipay = alipay_client(settings, http)
+            wechat = wechat_client(settings, http)
             sessions = make_session_factory(engine)
             async with sessions() as session:
                 report = await reconcile(session, day, alipay=alipay, wechat=wechat)

@@ -14,10 +14,7 @@ from activities.risk import RiskChecks
 from activities.supplier import CardKeyChecks
 from config.settings import Settings
 from domain.policy import CurrentPolicy
-from peers import signing
-from peers.alipay import AlipayClient
-from peers.supplier import SupplierClient
-from peers.wechatpay import WechatPayClient
+from peers.from_settings import alipay_client, supplier_client, wechat_client
 from store.db import SessionFactory
 
 
@@ -55,34 +52,11 @@ def build_activities(
             sessions, policy=policy.get, webhook_url=settings.platform_webhook_url, reads=reads
         ),
         risk=RiskChecks(reads or sessions, policy=policy.get),
-        keys=CardKeyChecks(
-            SupplierClient(
-                http,
-                url_for=settings.supplier_url_for,
-                api_key=settings.supplier_api_key,
-                secret=settings.supplier_secret,
-            )
-        ),
+        keys=CardKeyChecks(supplier_client(settings, http)),
         payouts=Payouts(
             sessions,
-            alipay=AlipayClient(
-                http,
-                url=settings.alipay_url,
-                app_id=settings.alipay_app_id,
-                app_private_key=signing.load_private_key(settings.alipay_private_key_path),
-                alipay_public_key=signing.load_public_key(settings.alipay_public_key_path),
-            ),
-            wechat=WechatPayClient(
-                http,
-                base_url=settings.wechat_url,
-                mchid=settings.wechat_mchid,
-                serial_no=settings.wechat_serial_no,
-                merchant_private_key=signing.load_private_key(settings.wechat_private_key_path),
-                platform_public_key=signing.load_public_key(
-                    settings.wechat_platform_public_key_path
-                ),
-                apiv3_key=settings.wechat_apiv3_key,
-            ),
+            alipay=alipay_client(settings, http),
+            wechat=wechat_client(settings, http),
             notify_url=settings.public_base_url.rstrip("/") + "/v1/gateways/wechat/notify",
             reads=reads,
         ),

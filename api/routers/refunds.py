@@ -222,13 +222,7 @@ async def cancel(
     _: Platform,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    if req.buyer_id != body.buyer_id:
-        raise Problem(
-            403,
-            "not-your-refund",
-            "This buyer did not ask for this refund",
-            errors=[{"field": "buyer_id", "message": "not the refund's buyer"}],
-        )
+    _buyers_own(body, req.buyer_id)
     live = await _live_status(temporal, body)
     if live not in CANCELLABLE:
         raise _not_now(body.model_copy(update={"status": live}), "cancel")
@@ -250,13 +244,7 @@ async def appeal(
     _: Platform,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    if req.buyer_id != body.buyer_id:
-        raise Problem(
-            403,
-            "not-your-refund",
-            "This buyer did not ask for this refund",
-            errors=[{"field": "buyer_id", "message": "not the refund's buyer"}],
-        )
+    _buyers_own(body, req.buyer_id)
     if body.status is not RefundStatus.REJECTED:
         raise _not_now(body, "appeal")
     if body.review is not None and body.review.appealed:
@@ -285,8 +273,7 @@ async def approve(
     _: Reviewer,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    if await _live_status(temporal, body) is not RefundStatus.PENDING_REVIEW:
-        raise _not_now(body, "approve")
+    await _in_review(temporal, body, "approve")
     refundable = refundable_now(body)
     if req.amount is not None and req.amount > refundable:
         raise field_error("amount", f"at most {refundable} is refundable")
@@ -309,10 +296,25 @@ async def reject(
     _: Reviewer,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    if await _live_status(temporal, body) is not RefundStatus.PENDING_REVIEW:
-        raise _not_now(body, "reject")
+    await _in_review(temporal, body, "reject")
     await _signal(temporal, body, "reject", req)
     return accepted(refund_id, body.status)
+
+
+def _buyers_own(body: RefundBody, buyer_id: str) -> None:
+    if buyer_id != body.buyer_id:
+        raise Problem(
+            403,
+            "not-your-refund",
+            "This buyer did not ask for this refund",
+            errors=[{"field": "buyer_id", "message": "not the refund's buyer"}],
+        )
+
+
+async def _in_review(temporal: Client, body: RefundBody, what: str) -> None:
+    """Approve and reject answer a person's question only while one is asked."""
+    if await _live_status(temporal, body) is not RefundStatus.PENDING_REVIEW:
+        raise _not_now(body, what)
 
 
 async def _live_status(temporal: Client, body: RefundBody) -> RefundStatus:

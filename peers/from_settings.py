@@ -1,0 +1,43 @@
+"""The peers' clients as the settings describe them: one place that knows which key file
+and URL goes to which client (the worker, the API and `refundctl reconcile` share it)."""
+
+from __future__ import annotations
+
+import httpx
+
+from config.settings import Settings
+from peers import signing
+from peers.alipay import AlipayClient
+from peers.supplier import SupplierClient
+from peers.wechatpay import WechatPayClient
+
+
+def alipay_client(settings: Settings, http: httpx.AsyncClient) -> AlipayClient:
+    return AlipayClient(
+        http,
+        url=settings.alipay_url,
+        app_id=settings.alipay_app_id,
+        app_private_key=signing.load_private_key(settings.alipay_private_key_path),
+        alipay_public_key=signing.load_public_key(settings.alipay_public_key_path),
+    )
+
+
+def wechat_client(settings: Settings, http: httpx.AsyncClient) -> WechatPayClient:
+    return WechatPayClient(
+        http,
+        base_url=settings.wechat_url,
+        mchid=settings.wechat_mchid,
+        serial_no=settings.wechat_serial_no,
+        merchant_private_key=signing.load_private_key(settings.wechat_private_key_path),
+        platform_public_key=signing.load_public_key(settings.wechat_platform_public_key_path),
+        apiv3_key=settings.wechat_apiv3_key,
+    )
+
+
+def supplier_client(settings: Settings, http: httpx.AsyncClient) -> SupplierClient:
+    return SupplierClient(
+        http,
+        url_for=settings.supplier_url_for,
+        api_key=settings.supplier_api_key,
+        secret=settings.supplier_secret,
+    )
