@@ -42,7 +42,8 @@ find_bindir() {
 
 if [ "$(id -u)" -eq 0 ]; then
   RUN_AS=postgres
-  as_pg() { runuser -u postgres -- "$@"; }
+  # From /: postgres may not enter the directory CI runs in (a root-owned temp dir).
+  as_pg() { (cd / && runuser -u postgres -- "$@"); }
 else
   RUN_AS="$(id -un)"
   as_pg() { "$@"; }
