@@ -14,7 +14,7 @@ from activities.messages import CommissionAction, CommissionAnswer, CommissionRe
 from domain.model import utcnow
 from domain.refund import CommissionView
 from domain.types import CommissionState
-from store import audit, ledger
+from store import audit, ledger, outbox
 from store.db import SessionFactory
 from store.models import CommissionRow, LedgerEntryRow, RefundCommissionRow
 from store.upsert import insert_ignore
@@ -163,6 +163,19 @@ class Commissions:
                 subject=f"refund:{req.refund_id}",
                 payload={"beneficiary_id": who, "amount": row.amount, "state": row.state},
                 at=now,
+            )
+            await outbox.notify_upline(
+                session,
+                refund_id=req.refund_id,
+                order_id=req.order_id,
+                beneficiary_id=who,
+                action=req.action.value,
+                # Distinct per step: freeze, release, freeze again after an appeal, claw-back.
+                step=-(10 * cycle + list(CommissionAction).index(req.action) + 1),
+                amount=row.amount,
+                state=row.state,
+                currency=req.currency,
+                now=now,
             )
 
 

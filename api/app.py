@@ -10,7 +10,15 @@ import httpx
 from fastapi import FastAPI
 
 from api import problems
-from api.routers import admin, distributors, gateways, orders, refunds, reviews
+from api.routers import (
+    admin,
+    distributors,
+    gateways,
+    notifications,
+    orders,
+    refunds,
+    reviews,
+)
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from domain.policy import CurrentPolicy
@@ -45,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (orders, refunds, reviews, distributors, admin, gateways):
+    for module in (orders, refunds, reviews, notifications, distributors, admin, gateways):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)

@@ -316,7 +316,10 @@ class NotificationRow(Base):
 
     __tablename__ = "notifications"
     __table_args__ = (
-        UniqueConstraint("refund_id", "seq", "channel"),
+        # One notice per refund step, channel and recipient (several distributors share a step).
+        UniqueConstraint(
+            "refund_id", "seq", "channel", "recipient", name="uq_notifications_step_recipient"
+        ),
         Index("ix_notifications_due", "delivered_at", "next_attempt_at"),
         Index("ix_notifications_recipient", "recipient", "created_at"),
     )
@@ -324,7 +327,7 @@ class NotificationRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     refund_id: Mapped[str] = mapped_column(ID, index=True)
     seq: Mapped[int] = mapped_column(Integer)
-    channel: Mapped[str] = mapped_column(String(16))  # webhook | inbox | supervisor
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | inbox | supervisor | upline
     recipient: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(32))
     body: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -18,6 +18,13 @@ WEBHOOK = "webhook"
 INBOX = "inbox"
 SUPERVISOR = "supervisor"
 SUPERVISORS = "supervisors"
+UPLINE = "upline"
+
+UPLINE_WORDS = {
+    "freeze": "frozen while a refund of the sale is open",
+    "claw_back": "clawed back: the sale was refunded",
+    "release": "released: the refund did not go ahead",
+}
 LEASE = timedelta(seconds=60)
 
 
@@ -66,6 +73,51 @@ def _row(
         "next_attempt_at": now,
         "delivered_at": now if delivered else None,
     }
+
+
+async def notify_upline(
+    session: AsyncSession,
+    *,
+    refund_id: str,
+    order_id: str,
+    beneficiary_id: str,
+    action: str,
+    step: int,
+    amount: int,
+    state: str,
+    currency: str,
+    now: datetime,
+) -> None:
+    """Tell a distributor what a refund did to their commission (their in-app inbox)."""
+    words = UPLINE_WORDS[action]
+    body = {
+        "refund_id": refund_id,
+        "order_id": order_id,
+        "beneficiary_id": beneficiary_id,
+        "action": action,
+        "amount": amount,
+        "currency": currency,
+        "state": state,
+        "message": f"commission of {amount} {currency} on order {order_id} {words}",
+    }
+    await insert_ignore(
+        session,
+        NotificationRow,
+        [
+            {
+                "refund_id": refund_id,
+                "seq": step,
+                "channel": UPLINE,
+                "recipient": f"distributor:{beneficiary_id}",
+                "status": state,
+                "body": body,
+                "created_at": now,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "delivered_at": now,
+            }
+        ],
+    )
 
 
 async def claim_due(

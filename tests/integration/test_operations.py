@@ -202,3 +202,34 @@ async def test_audit_chain_detects_a_planted_edit(system: System) -> None:
                 update(AuditRow).where(AuditRow.seq == row.seq).values(actor=row.actor)
             )
         await engine.dispose()
+
+
+async def test_buyer_and_upline_inboxes_tell_what_happened(system: System) -> None:
+    order = await system.record(course_order(progress=20, minutes_ago=120))
+    distributor = order["commissions"][0]["beneficiary_id"]
+    refund_id = await system.refund_id(order, reason="changed_mind")
+    await system.wait_status(refund_id, "pending_review")
+    await system.post(
+        f"/v1/refunds/{refund_id}/reject", {"reviewer": "bob", "reason": "watched"}, role="reviewer"
+    )
+    await system.wait_status(refund_id, "rejected")
+
+    buyer = (await system.get(f"/v1/notifications?recipient=buyer:{order['buyer_id']}")).json()
+    statuses = [n["status"] for n in buyer["notifications"] if n["refund_id"] == refund_id]
+    assert statuses == ["checking", "pending_review", "rejected"]
+
+    upline = (await system.get(f"/v1/notifications?recipient=distributor:{distributor}")).json()
+    mine = [n["body"] for n in upline["notifications"] if n["refund_id"] == refund_id]
+    assert [(b["action"], b["state"]) for b in mine] == [
+        ("freeze", "frozen"),
+        ("release", "released"),
+    ]
+    assert mine[0]["amount"] == order["commissions"][0]["amount"]
+
+    forbidden = await system.get("/v1/notifications?recipient=supervisors")
+    assert forbidden.status_code == 403
+    assert (
+        await system.get("/v1/notifications?recipient=supervisors", role="reviewer")
+    ).status_code == 200
+    bad = await system.get("/v1/notifications?recipient=everyone")
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "recipient"
