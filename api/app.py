@@ -17,6 +17,7 @@ from api.routers import (
     notifications,
     orders,
     refunds,
+    reports,
     reviews,
 )
 from config.settings import Settings, get_settings
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (orders, refunds, reviews, notifications, distributors, admin, gateways):
+    for module in (orders, refunds, reviews, notifications, distributors, admin, gateways, reports):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)
