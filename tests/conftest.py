@@ -16,7 +16,7 @@ import uvicorn
 from api.app import create_app
 from config.settings import Settings
 from domain.policy import default_policy_text
-from sandbox.run import SandboxConfig, running_sandboxes
+from sandbox.run import SandboxConfig, SandboxURLs, running_sandboxes
 from store.migrate import upgrade
 from tests.harness import free_port, session_database, temporal_dev_server
 from tests.system import KEYS, System
@@ -53,6 +53,19 @@ def base_settings(tmp: Path, database_url: str, temporal_address: str) -> Settin
         wechat_private_key_path=str(keys / "wechat_merchant_private.pem"),
         wechat_platform_public_key_path=str(keys / "wechat_platform_public.pem"),
         http_timeout_seconds=2.0,
+    )
+
+
+def pointed_at(settings: Settings, urls: SandboxURLs, api_port: int) -> Settings:
+    """The settings of a service talking to these sandboxes, reachable on `api_port`."""
+    return settings.model_copy(
+        update={
+            "supplier_url": urls.supplier,
+            "alipay_url": urls.alipay,
+            "wechat_url": urls.wechat,
+            "platform_webhook_url": urls.platform_webhook,
+            "public_base_url": f"http://127.0.0.1:{api_port}",
+        }
     )
 
 
@@ -101,15 +114,7 @@ async def system(
     )
     api_port = free_port()
     async with running_sandboxes(sandbox_config, settings=settings) as urls:
-        settings = settings.model_copy(
-            update={
-                "supplier_url": urls.supplier,
-                "alipay_url": urls.alipay,
-                "wechat_url": urls.wechat,
-                "platform_webhook_url": urls.platform_webhook,
-                "public_base_url": f"http://127.0.0.1:{api_port}",
-            }
-        )
+        settings = pointed_at(settings, urls, api_port)
         stop = asyncio.Event()
         worker = asyncio.create_task(serve(settings, stop=stop))
         async with serve_api(settings, api_port) as api_url, httpx.AsyncClient(timeout=10) as http:

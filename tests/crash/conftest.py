@@ -12,7 +12,7 @@ import pytest
 
 from sandbox.run import SandboxConfig, running_sandboxes
 from store.db import make_engine
-from tests.conftest import base_settings, serve_api
+from tests.conftest import base_settings, pointed_at, serve_api
 from tests.crash.rig import (
     FAULT_DELAY,
     TASK_QUEUE,
@@ -46,15 +46,7 @@ async def crash_system(
     )
     api_port = free_port()
     async with running_sandboxes(sandbox_config, settings=settings) as urls:
-        settings = settings.model_copy(
-            update={
-                "supplier_url": urls.supplier,
-                "alipay_url": urls.alipay,
-                "wechat_url": urls.wechat,
-                "platform_webhook_url": urls.platform_webhook,
-                "public_base_url": f"http://127.0.0.1:{api_port}",
-            }
-        )
+        settings = pointed_at(settings, urls, api_port)
         # The worker's output, line by line: shown by pytest for a failing test.
         logging.getLogger("refundctl.child.crash-worker").setLevel(logging.INFO)
         worker = worker_process(
