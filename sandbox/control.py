@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from sandbox.faults import FaultPlan, FaultRequest
+from sandbox.faults import FaultPlan, add_fault_routes
 from sandbox.ledger import Ledger, PaymentRecord
 
 __all__ = ["PaymentRequest", "gateway_control_router"]
@@ -40,17 +40,7 @@ def gateway_control_router(ledger: Ledger, faults: FaultPlan) -> APIRouter:
         async with ledger.lock:
             return {"refunds": ledger.listing(transaction_id)}
 
-    @router.post("/faults")
-    async def arm_fault(body: FaultRequest) -> dict[str, Any]:
-        try:
-            await faults.arm(body.mode, body.count)
-        except ValueError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return {"armed": faults.pending()}
-
-    @router.get("/faults")
-    async def show_faults() -> dict[str, Any]:
-        return {"armed": faults.pending(), "modes": sorted(faults.modes)}
+    add_fault_routes(router, faults)
 
     @router.post("/reset")
     async def reset() -> dict[str, Any]:

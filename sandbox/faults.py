@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 __all__ = ["FaultPlan", "FaultRequest"]
@@ -59,3 +60,19 @@ class FaultPlan:
     async def clear(self) -> None:
         async with self._lock:
             self._armed.clear()
+
+
+def add_fault_routes(router: APIRouter, faults: FaultPlan) -> None:
+    """`POST /faults` (arm the next N calls) and `GET /faults` on a sandbox's control router."""
+
+    @router.post("/faults")
+    async def arm_fault(body: FaultRequest) -> dict[str, Any]:
+        try:
+            await faults.arm(body.mode, body.count)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return {"armed": faults.pending()}
+
+    @router.get("/faults")
+    async def show_faults() -> dict[str, Any]:
+        return {"armed": faults.pending(), "modes": sorted(faults.modes)}

@@ -11,11 +11,11 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from peers.webhooks import SIGNATURE_HEADER, verify_webhook
-from sandbox.faults import FaultPlan, FaultRequest
+from sandbox.faults import FaultPlan, add_fault_routes
 
 __all__ = ["FAULT_MODES", "create_platform_app"]
 
@@ -67,13 +67,7 @@ def create_platform_app(*, secret: str) -> FastAPI:
                 ]
             }
 
-    @control.post("/faults")
-    async def arm_fault(body: FaultRequest) -> dict[str, Any]:
-        try:
-            await faults.arm(body.mode, body.count)
-        except ValueError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return {"armed": faults.pending()}
+    add_fault_routes(control, faults)
 
     @control.post("/reset")
     async def reset() -> dict[str, Any]:

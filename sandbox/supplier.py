@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from peers.supplier import SIGNATURE_MAX_SKEW_SECONDS, supplier_signature
-from sandbox.faults import FaultPlan, FaultRequest
+from sandbox.faults import FaultPlan, add_fault_routes
 
 __all__ = ["FAULT_MODES", "create_supplier_app"]
 
@@ -137,13 +137,7 @@ def create_supplier_app(*, api_key: str, secret: str, fault_delay: float = 15.0)
         async with lock:
             return keys.get(card_key_id, SandboxKey()).public(card_key_id)
 
-    @control.post("/faults")
-    async def arm_fault(body: FaultRequest) -> dict[str, Any]:
-        try:
-            await faults.arm(body.mode, body.count)
-        except ValueError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return {"armed": faults.pending()}
+    add_fault_routes(control, faults)
 
     @control.post("/reset")
     async def reset() -> dict[str, Any]:
