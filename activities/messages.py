@@ -121,6 +121,28 @@ class SettlementQuery(Model):
     transaction_id: str | None
 
 
+class AbnormalRescue(Model):
+    """Send an ABNORMAL refund to a bank card instead (a supervisor's decision). Bank fields
+    are already encrypted for the gateway: history never holds them in clear text."""
+
+    refund_id: str
+    out_refund_no: str
+    to: str  # USER_BANK_CARD | MERCHANT_BANK_CARD
+    bank_type: str | None = None
+    bank_account: str | None = None
+    real_name: str | None = None
+    encrypted_with: str | None = None
+
+
+class AbandonPayout(Model):
+    """A person's word that a payout moved no money (see `ResolveAction.PAY_TO_BALANCE`)."""
+
+    refund_id: str
+    out_refund_no: str
+    operator: str
+    note: str
+
+
 class GatewayNotice(Model):
     """A gateway's verified notification, delivered to the workflow as a signal."""
 

@@ -232,6 +232,20 @@ class ReviewPolicy(PolicyPart):
     on_expiry: ReviewExpiry = Field(default_factory=ReviewExpiry)
 
 
+class PayoutPolicy(PolicyPart):
+    """How long the workflow settles a payout on its own before a person must look.
+
+    - `verify_limit_minutes`: an answer that could not be verified (bad or missing signature,
+      no status) is re-checked by signed queries this long; then the refund needs attention.
+      Never longer than it takes an SRE to notice a rotated key: the default is an hour.
+    - `processing_limit_hours`: a verified "processing" refund (a bank card refund can take
+      days) is polled this long before a person is asked.
+    """
+
+    verify_limit_minutes: Minutes = 60
+    processing_limit_hours: PositiveHours = 120
+
+
 class ReasonsPolicy(PolicyPart):
     """Which (classified) reasons go to support before money, and extra keywords per reason
     that are added to `domain.reasons`' built-in tables."""
@@ -316,6 +330,7 @@ class Policy(PolicyPart):
     fast_lane: FastLane = Field(default_factory=FastLane)
     review: ReviewPolicy = Field(default_factory=ReviewPolicy)
     appeal_window_hours: PositiveHours = 168
+    payouts: PayoutPolicy = Field(default_factory=PayoutPolicy)
     reasons: ReasonsPolicy = Field(default_factory=ReasonsPolicy)
     risk: RiskPolicy = Field(default_factory=RiskPolicy)
     merchants: dict[Identifier, MerchantPolicy] = Field(default_factory=dict)

@@ -4,6 +4,7 @@ that `GET /v1/refunds/{id}` and the workflow's `status` query both return."""
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import Field, HttpUrl, model_validator
 
@@ -94,6 +95,55 @@ class RejectRequest(Model):
     reason: LongText = Field(min_length=1)
 
 
+class ResolveAction(StrEnum):
+    """What a supervisor or SRE does about a refund that needs attention."""
+
+    VERIFY = "verify"  # ask the gateway again (signed query), e.g. after fixing its keys
+    ABNORMAL_REFUND = "abnormal_refund"  # WeChat ABNORMAL: send the money to a bank card
+    # A person checked that the original route moved no money and will not: pay to balance.
+    PAY_TO_BALANCE = "pay_to_balance"
+
+
+class AbnormalRefundTarget(StrEnum):
+    """WeChat's abnormal-refund `type`."""
+
+    USER_BANK_CARD = "USER_BANK_CARD"
+    MERCHANT_BANK_CARD = "MERCHANT_BANK_CARD"
+
+
+class ResolveRequest(Model):
+    """`POST /v1/refunds/{id}/resolve` and the workflow's `resolve` update and signal.
+
+    For `abnormal_refund` to the buyer's card, the API encrypts `bank_account` and
+    `real_name` for the gateway before the workflow sees them (`encrypted_with` names the
+    gateway key), so history never holds them in clear text."""
+
+    operator: Identifier
+    action: ResolveAction
+    note: LongText = ""
+    to: AbnormalRefundTarget | None = None
+    bank_type: ShortText | None = None
+    bank_account: LongText | None = None
+    real_name: LongText | None = None
+    encrypted_with: ShortText | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ResolveRequest:
+        if self.action is ResolveAction.ABNORMAL_REFUND:
+            if self.to is None:
+                raise ValueError("to: required for abnormal_refund")
+            if self.to is AbnormalRefundTarget.USER_BANK_CARD and not (
+                self.bank_type and self.bank_account and self.real_name
+            ):
+                raise ValueError(
+                    "bank_type, bank_account and real_name are required to refund to the "
+                    "buyer's bank card"
+                )
+        if self.action is ResolveAction.PAY_TO_BALANCE and not self.note.strip():
+            raise ValueError("note: say why the original route moved no money")
+        return self
+
+
 class RiskSignal(Model):
     code: str
     detail: str = ""
@@ -139,6 +189,9 @@ class PayoutView(Model):
     out_refund_no: str
     payment_id: str | None = None
     attempt: int = 1
+    # The gateway's last word: its status or error code/sub-code (e.g. ABNORMAL,
+    # SIGNATURE_INVALID, ACQ.SYSTEM_ERROR), so the state is explained, not just named.
+    gateway_status: str | None = None
 
 
 class CommissionView(Model):

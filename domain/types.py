@@ -56,6 +56,10 @@ class RefundStatus(StrEnum):
     REDIRECTED_TO_SUPPORT = "redirected_to_support"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    # Not terminal: where the money is cannot be known without a person (a gateway answered
+    # ABNORMAL, or its answers could not be verified past the policy's limit). No other route
+    # pays while a refund is here.
+    NEEDS_ATTENTION = "needs_attention"
 
     @property
     def is_terminal(self) -> bool:
@@ -64,7 +68,11 @@ class RefundStatus(StrEnum):
     @property
     def money_moving(self) -> bool:
         """Once money starts to move a buyer can no longer cancel."""
-        return self in (RefundStatus.REFUNDING, RefundStatus.REFUNDED)
+        return self in (
+            RefundStatus.REFUNDING,
+            RefundStatus.REFUNDED,
+            RefundStatus.NEEDS_ATTENTION,
+        )
 
 
 TERMINAL_STATUSES = frozenset(
@@ -109,8 +117,21 @@ class PayoutState(StrEnum):
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
     CLOSED = "closed"
-    ABNORMAL = "abnormal"
-    FAILED = "failed"
+    ABNORMAL = "abnormal"  # WeChat: the money left the merchant but did not reach the buyer
+    FAILED = "failed"  # a verified refusal: no money moved
+    # The gateway's answer could not be verified (bad or missing signature, no status): the
+    # refund may or may not exist; a signed query decides, never another route.
+    UNKNOWN = "unknown"
+
+    @property
+    def settled(self) -> bool:
+        """A final state: nothing more will happen to this payout at the gateway by itself."""
+        return self in (PayoutState.SUCCEEDED, PayoutState.CLOSED, PayoutState.FAILED)
+
+    @property
+    def allows_another_route(self) -> bool:
+        """Only a verified refusal or a verified CLOSED proves no money moved on this route."""
+        return self in (PayoutState.CLOSED, PayoutState.FAILED)
 
 
 class CommissionState(StrEnum):

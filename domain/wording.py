@@ -6,6 +6,35 @@ from __future__ import annotations
 from datetime import timedelta
 
 from domain.policy import Windows
+from domain.types import PaymentChannel, RefundReason
+
+# What people call each payment route. A route without a name here shows its channel word.
+CHANNEL_NAMES: dict[PaymentChannel, str] = {
+    PaymentChannel.ALIPAY: "Alipay",
+    PaymentChannel.WECHAT: "WeChat Pay",
+    PaymentChannel.BALANCE: "platform balance",
+}
+
+# The refund reason as the gateway shows it to the buyer (WeChat Pay prints it on the refund
+# notice): a sentence, never our enum code. At most 80 characters (WeChat's limit).
+REASONS_FOR_BUYER: dict[RefundReason, str] = {
+    RefundReason.INVALID_KEY: "卡密无效，商家退款",
+    RefundReason.NOT_RECEIVED: "商品未发货，商家退款",
+    RefundReason.NOT_AS_DESCRIBED: "商品与描述不符，商家退款",
+    RefundReason.DUPLICATE_CHARGE: "重复扣款，商家退款",
+    RefundReason.WRONG_PURCHASE: "买错商品，商家退款",
+    RefundReason.CHANGED_MIND: "买家申请退款",
+    RefundReason.TECHNICAL_ISSUE: "商品无法使用，商家退款",
+    RefundReason.OTHER: "买家申请退款",
+}
+
+
+def channel_name(channel: PaymentChannel) -> str:
+    return CHANNEL_NAMES.get(channel, channel.value)
+
+
+def reason_for_buyer(reason: RefundReason) -> str:
+    return REASONS_FOR_BUYER[reason]
 
 
 def money_en(amount: int, currency: str = "CNY") -> str:

@@ -1,8 +1,10 @@
 """Reconciliation: the service's payouts against the gateways' own records.
 
 For every gateway payout of a day, ask the gateway (its refund query API) what it has
-under our out_refund_no and compare state and amount. A difference is reported and
-raised as a supervisor alert; nothing is "fixed" silently."""
+under our out_refund_no and compare state and amount; then check that no order touched
+that day got back more than it paid, counting what the gateways hold as well as what we
+recorded (`store.conservation`). A difference is reported and raised as a supervisor alert;
+nothing is "fixed" silently."""
 
 from __future__ import annotations
 
@@ -13,11 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.model import utcnow
-from domain.types import PaymentChannel, PayoutState
-from peers.alipay import AlipayClient
-from peers.payouts import GatewayRefund, GatewayRefused, GatewayUnavailable
-from peers.wechatpay import WechatPayClient
-from store.models import NotificationRow, PayoutRow
+from domain.types import PayoutState
+from peers.payouts import GatewayError, GatewayRefund, Gateways, RefundOrder
+from store.conservation import Breach, breaches
+from store.models import NotificationRow, PayoutRow, RefundRow
 from store.outbox import SUPERVISOR, SUPERVISORS
 from store.upsert import insert_ignore
 
@@ -39,6 +40,8 @@ class Line:
 class Report:
     day: date
     lines: list[Line] = field(default_factory=list)
+    # Orders that got back more than they paid (money conservation).
+    over_refunds: list[Breach] = field(default_factory=list)
 
     def count(self, verdict: str) -> int:
         return sum(1 for line in self.lines if line.verdict == verdict)
@@ -47,36 +50,53 @@ class Report:
     def problems(self) -> list[Line]:
         return [ln for ln in self.lines if ln.verdict in ("mismatch", "missing")]
 
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.over_refunds
 
-async def reconcile(
-    session: AsyncSession, day: date, *, alipay: AlipayClient, wechat: WechatPayClient
-) -> Report:
+
+async def reconcile(session: AsyncSession, day: date, *, gateways: Gateways) -> Report:
     start = datetime.combine(day, time.min, tzinfo=UTC)
-    payouts = (
-        await session.scalars(
-            select(PayoutRow)
+    rows = (
+        await session.execute(
+            select(PayoutRow, RefundRow.order_id)
+            .join(RefundRow, RefundRow.refund_id == PayoutRow.refund_id)
             .where(
                 PayoutRow.created_at >= start,
                 PayoutRow.created_at < start + timedelta(days=1),
-                PayoutRow.channel.in_([PaymentChannel.ALIPAY.value, PaymentChannel.WECHAT.value]),
             )
             .order_by(PayoutRow.created_at)
         )
     ).all()
     report = Report(day)
-    for p in payouts:
+    gateway_says: dict[str, PayoutState] = {}
+    for p, _ in rows:
+        gateway = gateways[p.channel]
+        if gateway.instant:
+            continue  # our own books: nothing outside to compare with
         try:
-            if p.channel == PaymentChannel.ALIPAY.value:
-                theirs = await alipay.query(
-                    trade_no=p.transaction_id or "", out_request_no=p.out_refund_no
-                )
-            else:
-                theirs = await wechat.query(out_refund_no=p.out_refund_no)
-        except (GatewayUnavailable, GatewayRefused) as err:
+            theirs = await gateway.query_refund(_order(p))
+        except GatewayError as err:
+            # Unreachable, refused or unverifiable: nothing learned, nothing assumed.
             report.lines.append(_line(p, None, "unreachable", str(err)))
             continue
+        gateway_says[p.out_refund_no] = theirs.state
         report.lines.append(_line(p, theirs, _verdict(p, theirs)))
+    report.over_refunds = await breaches(
+        session, order_ids={order_id for _, order_id in rows}, gateway_says=gateway_says
+    )
     return report
+
+
+def _order(p: PayoutRow) -> RefundOrder:
+    return RefundOrder(
+        out_refund_no=p.out_refund_no,
+        transaction_id=p.transaction_id,
+        amount=p.amount,
+        payment_total=p.payment_total,
+        currency=p.currency,
+        reason=p.reason,
+    )
 
 
 def _verdict(p: PayoutRow, theirs: GatewayRefund) -> str:
@@ -107,12 +127,14 @@ def _line(p: PayoutRow, theirs: GatewayRefund | None, verdict: str, note: str = 
 
 
 async def raise_alerts(session: AsyncSession, report: Report) -> int:
-    """One supervisor alert per problem line (idempotent per day and payout)."""
+    """One supervisor alert per problem line and per over-refunded order (idempotent per
+    day and payout or order)."""
     now = utcnow()
+    seq = -int(report.day.strftime("%Y%m%d"))  # a reconciliation, not a status report
     rows = [
         {
             "refund_id": ln.refund_id,
-            "seq": -int(report.day.strftime("%Y%m%d")),  # a reconciliation, not a status report
+            "seq": seq,
             "channel": SUPERVISOR,
             "recipient": SUPERVISORS,
             "status": f"reconcile:{ln.verdict}",
@@ -128,4 +150,28 @@ async def raise_alerts(session: AsyncSession, report: Report) -> int:
         }
         for ln in report.problems
     ]
+    # One step below the day's payout alerts, so both can concern the same refund.
+    rows += [over_refund_alert(b, seq=seq * 10 - 1, now=now) for b in report.over_refunds]
     return await insert_ignore(session, NotificationRow, rows)
+
+
+def over_refund_alert(breach: Breach, *, seq: int, now: datetime) -> dict[str, object]:
+    """A supervisor alert row for an order that got back more than it paid."""
+    return {
+        # Alerts hang off a refund: the order's latest one.
+        "refund_id": breach.payouts[-1].refund_id,
+        "seq": seq,
+        "channel": SUPERVISOR,
+        "recipient": SUPERVISORS,
+        "status": f"over_refund:{breach.order_id}"[:32],
+        "body": {
+            "message": f"money conservation breached: {breach.describe()}",
+            "order_id": breach.order_id,
+            "paid": breach.paid,
+            "refunded": breach.refunded,
+        },
+        "created_at": now,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "delivered_at": now,
+    }

@@ -17,12 +17,14 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from domain.types import PayoutState
+from domain.types import PaymentChannel, PayoutState
 from peers.payouts import (
     NOT_FOUND,
+    AnswerUntrusted,
     GatewayRefund,
     GatewayRefused,
     GatewayUnavailable,
+    RefundOrder,
     SignatureInvalid,
     fen_to_yuan,
     yuan_to_fen,
@@ -44,8 +46,10 @@ REFUND_METHOD = "alipay.trade.refund"
 REFUND_QUERY_METHOD = "alipay.trade.fastpay.refund.query"
 ALIPAY_TZ = timezone(timedelta(hours=8), "Asia/Shanghai")  # `timestamp` is Beijing time
 SUCCESS_CODE = "10000"
+# `raw_status` of a query answer that carries refund data but no `refund_status`.
+STATUS_MISSING = "REFUND_STATUS_MISSING"
 # Alipay's own failures: the request may or may not have been processed; retry the same number.
-_TRANSIENT_CODES = {"20000", "20001"}
+_TRANSIENT_CODES = {"20000"}
 _TRANSIENT_SUB_CODES = {"ACQ.SYSTEM_ERROR", "isp.unknow-error", "aop.ACQ.SYSTEM_ERROR"}
 
 
@@ -95,7 +99,12 @@ def _skip_space(text: str, i: int) -> int:
 
 
 class AlipayClient:
-    """Calls Alipay's gateway; one instance per app, sharing the worker's `httpx.AsyncClient`."""
+    """Calls Alipay's gateway; one instance per app, sharing the worker's `httpx.AsyncClient`.
+
+    A `PayoutGateway` (`send_refund`, `query_refund`) for the Alipay route."""
+
+    channel = PaymentChannel.ALIPAY
+    instant = False
 
     def __init__(
         self,
@@ -111,6 +120,25 @@ class AlipayClient:
         self._app_id = app_id
         self._private_key = app_private_key
         self._alipay_public_key = alipay_public_key
+
+    async def send_refund(self, order: RefundOrder) -> GatewayRefund:
+        return await self.refund(
+            trade_no=order.transaction_id or "",
+            out_request_no=order.out_refund_no,
+            amount=order.amount,
+            reason=order.reason,
+        )
+
+    async def query_refund(self, order: RefundOrder) -> GatewayRefund:
+        found = await self.query(
+            trade_no=order.transaction_id or "", out_request_no=order.out_refund_no
+        )
+        if found.raw_status != STATUS_MISSING:
+            return found
+        # Alipay's guide for a refund the query does not show as done: send it again with the
+        # same out_request_no (it refunds at most once); fund_change "Y" proves it moved now.
+        again = await self.send_refund(order)
+        return again if again.state is PayoutState.SUCCEEDED else found
 
     async def refund(
         self, *, trade_no: str, out_request_no: str, amount: int, reason: str
@@ -141,7 +169,11 @@ class AlipayClient:
         """Where the refund `out_request_no` of `trade_no` stands.
 
         A refund Alipay does not know answers state PENDING with raw_status NOT_FOUND: the
-        refund call never arrived, and sending it again with the same number is safe.
+        refund call never arrived, and sending it again with the same number is safe. Refund
+        data *without* `refund_status` means "not (yet) refunded" (Alipay: still in progress,
+        not received, or failed): PROCESSING with raw_status REFUND_STATUS_MISSING, which
+        Alipay's guide answers by sending the refund again under the same number. An
+        unknown status word is UNKNOWN, never SUCCEEDED.
         """
         node = await self._call(
             REFUND_QUERY_METHOD,
@@ -155,11 +187,17 @@ class AlipayClient:
         if not node.get("out_request_no") and not refund_amount:
             return GatewayRefund(state=PayoutState.PENDING, amount=0, raw_status=NOT_FOUND)
         status = str(node.get("refund_status") or "")
+        if status == "REFUND_SUCCESS":
+            state = PayoutState.SUCCEEDED
+        elif not status:
+            state = PayoutState.PROCESSING
+        else:
+            state = PayoutState.UNKNOWN
         return GatewayRefund(
-            state=PayoutState.SUCCEEDED if status == "REFUND_SUCCESS" else PayoutState.PROCESSING,
+            state=state,
             gateway_refund_id=None,
             amount=yuan_to_fen(str(refund_amount)) if refund_amount else 0,
-            raw_status=status or "REFUND_PROCESSING",
+            raw_status=status or STATUS_MISSING,
         )
 
     async def _call(self, method: str, biz_content: dict[str, Any]) -> dict[str, Any]:
@@ -183,23 +221,40 @@ class AlipayClient:
         except httpx.TransportError as exc:  # timeouts, refused connections, resets
             raise GatewayUnavailable(f"alipay {method}: {type(exc).__name__}") from exc
         if response.status_code >= 500 or response.status_code == 429:
-            raise GatewayUnavailable(f"alipay {method}: HTTP {response.status_code}")
-        if response.status_code != 200:
-            raise GatewayRefused(f"HTTP_{response.status_code}", f"alipay {method}")
-
+            raise GatewayUnavailable(
+                f"alipay {method}: HTTP {response.status_code}", f"HTTP_{response.status_code}"
+            )
         try:
             text, node, sign = extract_response_node(response.text, _response_key(method))
         except ValueError as exc:
             raise GatewayUnavailable(f"alipay {method}: unreadable answer") from exc
+        code = str(node.get("code", "")) or f"HTTP_{response.status_code}"
+        sub_code = str(node.get("sub_code") or "") or None
+        message = str(node.get("sub_msg") or node.get("msg") or "")
+        transient = code in _TRANSIENT_CODES or sub_code in _TRANSIENT_SUB_CODES
         if not sign or not rsa_verify(self._alipay_public_key, text.encode("utf-8"), sign):
-            raise SignatureInvalid(f"alipay {method}: answer signature does not verify")
-
-        code = str(node.get("code", ""))
+            # Nothing unsigned is a refusal: Alipay's own "retry with the same parameters"
+            # (20000) is retried; any other unsigned or forged answer leaves the outcome
+            # unknown, to be settled by a signed query.
+            logger.warning(
+                "alipay %s: unverified answer code=%s sub_code=%s", method, code, sub_code
+            )
+            if transient:
+                raise GatewayUnavailable(
+                    f"alipay {method}: {message or 'unsigned error'}", code, sub_code=sub_code
+                )
+            if not sign:
+                raise AnswerUntrusted(code, f"alipay {method}: unsigned answer", sub_code=sub_code)
+            raise SignatureInvalid(
+                f"alipay {method}: answer signature does not verify", code, sub_code=sub_code
+            )
+        if response.status_code != 200:
+            raise GatewayUnavailable(
+                f"alipay {method}: HTTP {response.status_code}", code, sub_code=sub_code
+            )
         if code == SUCCESS_CODE:
             return node
-        sub_code = str(node.get("sub_code") or code)
-        message = str(node.get("sub_msg") or node.get("msg") or "")
         logger.info("alipay %s refused: code=%s sub_code=%s", method, code, sub_code)
-        if code in _TRANSIENT_CODES or sub_code in _TRANSIENT_SUB_CODES:
-            raise GatewayUnavailable(f"alipay {method}: {sub_code} {message}")
-        raise GatewayRefused(sub_code, message)
+        if transient:
+            raise GatewayUnavailable(f"alipay {method}: {message}", code, sub_code=sub_code)
+        raise GatewayRefused(code, message, sub_code=sub_code)

@@ -8,6 +8,8 @@ import httpx
 from config.settings import Settings
 from peers import signing
 from peers.alipay import AlipayClient
+from peers.balance import BalanceGateway
+from peers.payouts import Gateways
 from peers.supplier import SupplierClient
 from peers.wechatpay import WechatPayClient
 
@@ -31,6 +33,18 @@ def wechat_client(settings: Settings, http: httpx.AsyncClient) -> WechatPayClien
         merchant_private_key=signing.load_private_key(settings.wechat_private_key_path),
         platform_public_key=signing.load_public_key(settings.wechat_platform_public_key_path),
         apiv3_key=settings.wechat_apiv3_key,
+        notify_url=settings.public_base_url.rstrip("/") + "/v1/gateways/wechat/notify",
+    )
+
+
+def payout_gateways(settings: Settings, http: httpx.AsyncClient) -> Gateways:
+    """Every route money goes back through, by channel. A new route is one line here."""
+    return Gateways(
+        [
+            alipay_client(settings, http),
+            wechat_client(settings, http),
+            BalanceGateway(),
+        ]
     )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "wechatpay_authorization",
     "wechatpay_decrypt",
     "wechatpay_encrypt",
+    "wechatpay_encrypt_sensitive",
     "wechatpay_request_message",
     "wechatpay_response_message",
     "wechatpay_sign_response",
@@ -342,3 +343,15 @@ def wechatpay_encrypt(
         "associated_data": associated_data,
         "nonce": nonce,
     }
+
+
+def wechatpay_encrypt_sensitive(public_key: rsa.RSAPublicKey, text: str) -> str:
+    """A sensitive request field (bank account, real name) for WeChat Pay: RSAES-OAEP with
+    SHA-1 and MGF1-SHA-1 under the platform's public key, base64 (only WeChat can read it)."""
+    ciphertext = public_key.encrypt(
+        text.encode("utf-8"),
+        padding.OAEP(
+            mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None
+        ),
+    )
+    return base64.b64encode(ciphertext).decode("ascii")

@@ -18,18 +18,21 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from domain.types import PayoutState
+from domain.types import PaymentChannel, PayoutState
 from peers.payouts import (
     NOT_FOUND,
+    AbnormalRefundRequest,
     GatewayRefund,
     GatewayRefused,
     GatewayUnavailable,
+    RefundOrder,
     SignatureInvalid,
 )
 from peers.signing import (
     DecryptionFailed,
     wechatpay_authorization,
     wechatpay_decrypt,
+    wechatpay_encrypt_sensitive,
     wechatpay_verify_response,
 )
 
@@ -54,8 +57,8 @@ _TRANSIENT_CODES = {"SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANK_ERROR"}
 
 
 def refund_state(status: str) -> PayoutState:
-    """Map WeChat's refund status; an unknown word is treated as still processing."""
-    return _STATES.get(status, PayoutState.PROCESSING)
+    """Map WeChat's refund status; an unknown word proves nothing: UNKNOWN."""
+    return _STATES.get(status, PayoutState.UNKNOWN)
 
 
 class RefundNotification(BaseModel):
@@ -75,7 +78,13 @@ class RefundNotification(BaseModel):
 
 
 class WechatPayClient:
-    """Calls WeChat Pay v3 as one merchant; shares the worker's `httpx.AsyncClient`."""
+    """Calls WeChat Pay v3 as one merchant; shares the worker's `httpx.AsyncClient`.
+
+    A `PayoutGateway` (`send_refund`, `query_refund`) for the WeChat Pay route, which can also
+    send an ABNORMAL refund elsewhere (`rescue_abnormal_refund`)."""
+
+    channel = PaymentChannel.WECHAT
+    instant = False
 
     def __init__(
         self,
@@ -88,6 +97,7 @@ class WechatPayClient:
         platform_public_key: rsa.RSAPublicKey,
         apiv3_key: str,
         platform_serial: str | None = None,
+        notify_url: str | None = None,
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
@@ -98,6 +108,42 @@ class WechatPayClient:
         self._apiv3_key = apiv3_key
         # When set, answers signed under another platform certificate are refused.
         self._platform_serial = platform_serial
+        # Where WeChat announces REFUND.SUCCESS / ABNORMAL / CLOSED (the API's receiver).
+        self._notify_url = notify_url
+
+    async def send_refund(self, order: RefundOrder) -> GatewayRefund:
+        return await self.refund(
+            transaction_id=order.transaction_id or "",
+            out_refund_no=order.out_refund_no,
+            amount=order.amount,
+            total=order.payment_total,
+            reason=order.reason,
+            notify_url=self._notify_url,
+        )
+
+    async def query_refund(self, order: RefundOrder) -> GatewayRefund:
+        return await self.query(out_refund_no=order.out_refund_no)
+
+    async def rescue_abnormal_refund(
+        self, order: RefundOrder, gateway_refund_id: str, request: AbnormalRefundRequest
+    ) -> GatewayRefund:
+        """`apply-abnormal-refund`: send an ABNORMAL refund to the buyer's (or the merchant's)
+        bank card instead; the refund goes back to PROCESSING and settles as usual."""
+        body: dict[str, Any] = {"out_refund_no": order.out_refund_no, "type": request.to}
+        for name in ("bank_type", "bank_account", "real_name"):
+            value = getattr(request, name)
+            if value:
+                body[name] = value
+        path = f"{REFUNDS_PATH}/{quote(gateway_refund_id, safe='')}/apply-abnormal-refund"
+        answer = await self._request("POST", path, body, encrypted_with=request.encrypted_with)
+        return self._to_refund(answer)
+
+    def encrypt_sensitive(self, text: str) -> tuple[str, str]:
+        """(ciphertext, serial of the key it is for): a bank field for `AbnormalRefundRequest`."""
+        return (
+            wechatpay_encrypt_sensitive(self._platform_public_key, text),
+            self._platform_serial or "",
+        )
 
     async def refund(
         self,
@@ -176,7 +222,12 @@ class WechatPayClient:
             raise GatewayRefused("NOTIFICATION_MALFORMED", str(exc)) from exc
 
     async def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        encrypted_with: str | None = None,
     ) -> dict[str, Any]:
         content = (
             json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -189,6 +240,9 @@ class WechatPayClient:
             content=content or None,
             headers={"Accept": "application/json", "Content-Type": "application/json"},
         )
+        if encrypted_with:
+            # Encrypted fields name the platform key that can read them.
+            request.headers["Wechatpay-Serial"] = encrypted_with
         # Sign exactly the path and query that go on the wire.
         request.headers["Authorization"] = wechatpay_authorization(
             self._private_key,
@@ -202,17 +256,31 @@ class WechatPayClient:
             response = await self._http.send(request)
         except httpx.TransportError as exc:
             raise GatewayUnavailable(f"wechat {method} {path}: {type(exc).__name__}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise GatewayUnavailable(f"wechat {method} {path}: HTTP {response.status_code}")
-
         raw = response.content
+        code, message = ("", "") if response.is_success else _error_words(raw)
+        if response.status_code >= 500 or response.status_code == 429:
+            raise GatewayUnavailable(
+                f"wechat {method} {path}: HTTP {response.status_code} {message}".rstrip(),
+                code or f"HTTP_{response.status_code}",
+            )
         if not wechatpay_verify_response(
             self._platform_public_key,
             response.headers,
             raw,
             expected_serial=self._platform_serial,
         ):
-            raise SignatureInvalid(f"wechat {method} {path}: answer signature does not verify")
+            # Unsigned or forged: whatever it says, the outcome is unknown (never "refused").
+            logger.warning(
+                "wechat %s %s: unverified answer HTTP %s %s",
+                method,
+                path,
+                response.status_code,
+                code,
+            )
+            raise SignatureInvalid(
+                f"wechat {method} {path}: answer signature does not verify",
+                sub_code=code or f"HTTP_{response.status_code}",
+            )
         try:
             answer = json.loads(raw) if raw else {}
         except ValueError as exc:
@@ -221,11 +289,10 @@ class WechatPayClient:
             raise GatewayUnavailable(f"wechat {method} {path}: unreadable answer")
         if response.is_success:
             return answer
-        code = str(answer.get("code") or f"HTTP_{response.status_code}")
-        message = str(answer.get("message") or "")
+        code = code or f"HTTP_{response.status_code}"
         logger.info("wechat %s %s refused: HTTP %s %s", method, path, response.status_code, code)
         if code in _TRANSIENT_CODES:
-            raise GatewayUnavailable(f"wechat {method} {path}: {code} {message}")
+            raise GatewayUnavailable(f"wechat {method} {path}: {message}", code)
         raise GatewayRefused(code, message)
 
     @staticmethod
@@ -240,3 +307,14 @@ class WechatPayClient:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise GatewayUnavailable("wechat answer lacks refund fields") from exc
+
+
+def _error_words(raw: bytes) -> tuple[str, str]:
+    """WeChat's error `code` and `message`, read for the record before anything is trusted."""
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return "", ""
+    if not isinstance(document, dict):
+        return "", ""
+    return str(document.get("code") or ""), str(document.get("message") or "")

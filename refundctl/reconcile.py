@@ -11,7 +11,7 @@ import httpx
 
 from config.settings import Settings, get_settings
 from ops.reconcile import Report, raise_alerts, reconcile
-from peers.from_settings import alipay_client, wechat_client
+from peers.from_settings import payout_gateways
 from store.db import make_engine, make_session_factory
 
 
@@ -26,11 +26,9 @@ async def reconcile_day(settings: Settings, day: date) -> Report:
     engine = make_engine(settings.database_url)
     try:
         async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-            alipay = alipay_client(settings, http)
-            wechat = wechat_client(settings, http)
             sessions = make_session_factory(engine)
             async with sessions() as session:
-                report = await reconcile(session, day, alipay=alipay, wechat=wechat)
+                report = await reconcile(session, day, gateways=payout_gateways(settings, http))
             async with sessions.begin() as session:
                 await raise_alerts(session, report)
             return report
@@ -53,9 +51,15 @@ def run(args: argparse.Namespace) -> int:
         f"{v} {report.count(v)}" for v in ("match", "mismatch", "missing", "pending", "unreachable")
     )
     print(f"reconciliation {report.day}: {len(report.lines)} payouts: {summary}")
+    for breach in report.over_refunds:
+        print(f"over_refund {breach.describe()}")
     if report.problems:
         print(
             f"ALERT: {len(report.problems)} payout(s) disagree with the gateway; supervisors notified"
         )
-        return 1
-    return 0
+    if report.over_refunds:
+        print(
+            f"ALERT: {len(report.over_refunds)} order(s) got back more than they paid; "
+            "supervisors notified"
+        )
+    return 0 if report.ok else 1

@@ -233,6 +233,9 @@ class PayoutRow(Base):
     reason: Mapped[str] = mapped_column(String(80), default="")
     state: Mapped[str] = mapped_column(String(16))
     gateway_refund_id: Mapped[str | None] = mapped_column(String(128))
+    # The gateway's last word on it: its status (ABNORMAL...) or error code/sub-code
+    # (SIGNATURE_INVALID, ACQ.SYSTEM_ERROR...), kept for the timeline and for SREs.
+    gateway_status: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     settled_at: Mapped[datetime | None] = mapped_column(Timestamp)

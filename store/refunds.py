@@ -238,6 +238,7 @@ def payout_view(p: PayoutRow) -> PayoutView:
         out_refund_no=p.out_refund_no,
         payment_id=p.payment_id,
         attempt=p.attempt,
+        gateway_status=p.gateway_status,
     )
 
 

@@ -14,7 +14,7 @@ from activities.risk import RiskChecks
 from activities.supplier import CardKeyChecks
 from config.settings import Settings
 from domain.policy import CurrentPolicy
-from peers.from_settings import alipay_client, supplier_client, wechat_client
+from peers.from_settings import payout_gateways, supplier_client
 from store.db import SessionFactory
 
 
@@ -35,6 +35,8 @@ class RefundActivities:
             self.keys.lock_card_keys,
             self.payouts.send_payout,
             self.payouts.query_payout,
+            self.payouts.rescue_abnormal_payout,
+            self.payouts.abandon_payout,
             self.commissions.move_commissions,
         ]
 
@@ -53,12 +55,6 @@ def build_activities(
         ),
         risk=RiskChecks(reads or sessions, policy=policy.get),
         keys=CardKeyChecks(supplier_client(settings, http)),
-        payouts=Payouts(
-            sessions,
-            alipay=alipay_client(settings, http),
-            wechat=wechat_client(settings, http),
-            notify_url=settings.public_base_url.rstrip("/") + "/v1/gateways/wechat/notify",
-            reads=reads,
-        ),
+        payouts=Payouts(sessions, gateways=payout_gateways(settings, http), reads=reads),
         commissions=Commissions(sessions),
     )

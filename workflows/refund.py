@@ -25,6 +25,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.commissions import Commissions
     from activities.messages import (
+        AbandonPayout,
+        AbnormalRescue,
         AuditEvent,
         CaseRequest,
         CommissionAction,
@@ -45,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import rules
     from domain.decision import Decision, DecisionCase
     from domain.order import CardKeyRef, Order, Payment
-    from domain.policy import Policy
+    from domain.policy import PayoutPolicy, Policy
     from domain.refund import (
         AppealRequest,
         ApproveRequest,
@@ -57,6 +59,8 @@ with workflow.unsafe.imports_passed_through():
         RefundItemRequest,
         RefundItemView,
         RejectRequest,
+        ResolveAction,
+        ResolveRequest,
         ReviewView,
         TimelineEntry,
         refundable_now,
@@ -71,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         RefundStatus,
         RiskLevel,
     )
+    from domain.wording import channel_name, reason_for_buyer
 
 # Search attributes (CONTRACT "Temporal surface"): SREs find refunds by these.
 REFUND_STATUS = SearchAttributeKey.for_keyword("RefundStatus")
@@ -103,9 +108,13 @@ SUPPLIER_LOCK_BUDGET = timedelta(minutes=30)
 PAYOUT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=["GatewayRefused"],
+    non_retryable_error_types=["GatewayRefused", "UnknownChannel", "UnknownPayout"],
 )
 PAYOUT_TIMEOUT = timedelta(seconds=30)
+# How long one send or query keeps retrying transient failures (timeouts, 5xx, system
+# errors) before the workflow takes the outcome as unknown and checks it by query.
+PAYOUT_SEND_BUDGET = timedelta(minutes=10)
+PAYOUT_QUERY_BUDGET = timedelta(minutes=2)
 # The payout activities heartbeat every second: a worker that dies mid-call is noticed in
 # seconds and the call retried (same idempotency key) on a live one.
 PAYOUT_HEARTBEAT = timedelta(seconds=3)
@@ -120,13 +129,20 @@ SETTLEMENT_BACKOFF = [
     timedelta(minutes=20),
     timedelta(minutes=30),
 ]
+# An answer that could not be verified is re-checked sooner: nothing is slow, something is
+# wrong (a signature, a key, a clock), and a signed query may settle it at once.
+VERIFY_BACKOFF = [
+    timedelta(seconds=2),
+    timedelta(seconds=10),
+    timedelta(seconds=30),
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=10),
+]
 DEFAULT_APPEAL_WINDOW = timedelta(days=7)
-
-CHANNEL_NAMES = {
-    PaymentChannel.ALIPAY: "Alipay",
-    PaymentChannel.WECHAT: "WeChat Pay",
-    PaymentChannel.BALANCE: "platform balance",
-}
+# Before this patch an ABNORMAL payout fell back to balance (paying twice once the
+# abnormal refund was resolved); histories recorded before it replay that way.
+ABNORMAL_TO_A_PERSON = "abnormal-needs-a-person"
 
 
 class Next(StrEnum):
@@ -176,6 +192,12 @@ class RefundWorkflow:
         self.keys_locked = False
         self.items_repriced = False
         self.payout_attempts = 0
+        # Requests to resolve a refund that needs attention, and how many were carried out:
+        # an update returns once its own request is done.
+        self.resolutions: list[ResolveRequest] = []
+        self.resolutions_taken = 0
+        self.resolutions_done = 0
+        self.attention: PayoutView | None = None  # the payout a person is asked about
 
     # ------------------------------------------------------------------ run
     @workflow.run
@@ -488,16 +510,20 @@ class RefundWorkflow:
     async def _pay_part(
         self, channel: PaymentChannel, payment: Payment | None, amount: int
     ) -> bool:
-        """Pay one part; False when not even the balance would take it."""
+        """Pay one part; False when not even the balance would take it.
+
+        Only a verified refusal or a verified CLOSED lets the money go down another route;
+        anything unknown is settled by query, or by a person, never by paying elsewhere."""
         payout = await self._send(channel, payment, amount)
-        if payout is not None and payout.state is PayoutState.PROCESSING:
-            payout = await self._settle(payout, payment)
+        if payout is not None and not payout.state.settled:
+            if payout.state is not PayoutState.ABNORMAL or workflow.patched(ABNORMAL_TO_A_PERSON):
+                payout = await self._settle(payout, payment)
         if payout is None or payout.state is not PayoutState.SUCCEEDED:
-            # Refused, closed or abnormal route: the money goes to the buyer's balance instead,
+            # Refused or closed route: the money goes to the buyer's balance instead,
             # recorded as a second payout.
             why = payout.state.value if payout else "refused"
             self._entry(
-                "route_fallback", f"{CHANNEL_NAMES[channel]} {why}; paying to platform balance"
+                "route_fallback", f"{channel_name(channel)} {why}; paying to platform balance"
             )
             fallback = await self._send(PaymentChannel.BALANCE, None, amount)
             if fallback is None or fallback.state is not PayoutState.SUCCEEDED:
@@ -507,6 +533,7 @@ class RefundWorkflow:
     async def _send(
         self, channel: PaymentChannel, payment: Payment | None, amount: int
     ) -> PayoutView | None:
+        """Ask the route for the refund; None on a verified refusal."""
         assert self.order is not None
         self.payout_attempts += 1
         request = PayoutRequest(
@@ -520,24 +547,42 @@ class RefundWorkflow:
             currency=self.order.currency,
             buyer_id=self.inp.buyer_id,
             merchant_id=self.inp.merchant_id,
-            reason=self.inp.reason.value,
+            reason=reason_for_buyer(self.inp.reason),
         )
         try:
             payout: PayoutView = await workflow.execute_activity_method(
                 Payouts.send_payout,
                 request,
                 start_to_close_timeout=PAYOUT_TIMEOUT,
+                schedule_to_close_timeout=PAYOUT_SEND_BUDGET,
                 heartbeat_timeout=PAYOUT_HEARTBEAT,
                 retry_policy=PAYOUT_RETRY,
             )
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == "GatewayRefused":
-                self._entry("refund_refused", f"{CHANNEL_NAMES[channel]}: {cause.message}")
+                self._entry("refund_refused", f"{channel_name(channel)}: {cause.message}")
                 return None
-            raise
+            # No answer at all within the budget: the refund may or may not exist at the
+            # gateway. Unknown, to be checked by query under the same refund number.
+            payout = PayoutView(
+                channel=channel,
+                amount=amount,
+                state=PayoutState.UNKNOWN,
+                out_refund_no=request.out_refund_no,
+                payment_id=request.payment_id,
+                attempt=request.attempt,
+                gateway_status=_failure_words(err),
+            )
         self._put_payout(payout)
-        self._entry("refund_sent", f"{_yuan(amount)} to {CHANNEL_NAMES[channel]}")
+        if payout.state is PayoutState.UNKNOWN:
+            self._entry(
+                "refund_unverified",
+                f"{_yuan(amount)} to {channel_name(channel)}: the answer could not be verified "
+                f"({payout.gateway_status}); checking with the gateway",
+            )
+        else:
+            self._entry("refund_sent", f"{_yuan(amount)} to {channel_name(channel)}")
         if payout.state is not PayoutState.SUCCEEDED:
             # Money is on its way: let the buyer see that while it settles. A payout that
             # succeeded at once is reported with the refund's final state a moment later.
@@ -545,30 +590,172 @@ class RefundWorkflow:
         return payout
 
     async def _settle(self, payout: PayoutView, payment: Payment | None) -> PayoutView:
-        """Poll a "processing" refund with back-off until it settles; a verified gateway
-        notification wakes the wait early."""
+        """Settle a payout the gateway has not finished: query with back-off (a verified
+        notification wakes the wait early) until a verified final state is known. ABNORMAL,
+        or no verified answer within the policy's limits, goes to a person."""
         attempt = 0
-        while payout.state is PayoutState.PROCESSING:
-            wait = SETTLEMENT_BACKOFF[min(attempt, len(SETTLEMENT_BACKOFF) - 1)]
+        since = workflow.now()
+        while not payout.state.settled:
+            if payout.state is PayoutState.ABNORMAL:
+                if not workflow.patched(ABNORMAL_TO_A_PERSON):
+                    break
+                payout = await self._needs_attention(payout, payment, _abnormal_words(payout))
+                attempt, since = 0, workflow.now()
+                continue
+            if attempt and workflow.now() - since >= self._settle_limit(payout.state):
+                payout = await self._needs_attention(
+                    payout, payment, _overdue_words(payout, workflow.now() - since)
+                )
+                attempt, since = 0, workflow.now()
+                continue
+            backoff = (
+                SETTLEMENT_BACKOFF if payout.state is PayoutState.PROCESSING else VERIFY_BACKOFF
+            )
+            wait = backoff[min(attempt, len(backoff) - 1)]
             attempt += 1
             no = payout.out_refund_no
             await self._wait(lambda no=no: no in self.notices, until=workflow.now() + wait)
             self.notices.pop(no, None)  # one arriving during the query wakes the next wait
-            payout = await workflow.execute_activity_method(
+            payout = await self._query(payout, payment)
+        await self._report()
+        return payout
+
+    def _settle_limit(self, state: PayoutState) -> timedelta:
+        limits = self.policy.payouts if self.policy else PayoutPolicy()
+        if state is PayoutState.PROCESSING:
+            return timedelta(hours=limits.processing_limit_hours)
+        return timedelta(minutes=limits.verify_limit_minutes)
+
+    async def _query(self, payout: PayoutView, payment: Payment | None) -> PayoutView:
+        """The gateway's verified word on a payout; the payout as it was when none came."""
+        try:
+            answer: PayoutView = await workflow.execute_activity_method(
                 Payouts.query_payout,
                 SettlementQuery(
                     refund_id=self.inp.refund_id,
-                    out_refund_no=no,
+                    out_refund_no=payout.out_refund_no,
                     channel=payout.channel,
                     transaction_id=payment.transaction_id if payment else None,
                 ),
                 start_to_close_timeout=PAYOUT_TIMEOUT,
+                schedule_to_close_timeout=PAYOUT_QUERY_BUDGET,
                 heartbeat_timeout=PAYOUT_HEARTBEAT,
                 retry_policy=PAYOUT_RETRY,
             )
-            self._put_payout(payout)
+        except ActivityError:
+            return payout  # nothing learned this time
+        self._put_payout(answer)
+        return answer
+
+    # ------------------------------------------------------------ attention
+    async def _needs_attention(
+        self, payout: PayoutView, payment: Payment | None, why: str
+    ) -> PayoutView:
+        """Where the money is cannot be known without a person: say so, alert supervisors,
+        and wait for a resolution (or for the gateway to speak). No route pays meanwhile.
+        Returns the payout once it is settled or verifiably under way again."""
+        assert self.policy is not None
+        self.attention = payout
+        self._set_status(RefundStatus.NEEDS_ATTENTION, "needs_attention", why)
+        self.alerts.append(f"refund {self.inp.refund_id} needs attention: {why}")
+        await self._report()
+        realert = timedelta(hours=self.policy.review.realert_hours)
+        no = payout.out_refund_no
+        while not (payout.state.settled or payout.state is PayoutState.PROCESSING):
+            spoke = await self._wait(
+                lambda: bool(self.resolutions) or no in self.notices,
+                until=workflow.now() + realert,
+            )
+            if not spoke:
+                self._entry("attention_reminder", "still waiting for a person")
+                self.alerts.append(f"refund {self.inp.refund_id} still needs attention: {why}")
+            elif no in self.notices:  # the gateway spoke: hear it from a signed query
+                self.notices.pop(no)
+                payout = await self._query(payout, payment)
+                self._entry("gateway_notified", f"{channel_name(payout.channel)}: {payout.state}")
+            else:
+                payout = await self._resolve_with(self.resolutions[0], payout, payment)
+                self.resolutions.pop(0)
+                self.resolutions_done += 1
+            self.attention = payout
+            await self._report()
+        # Whatever else was asked meanwhile is moot now: answer it with where things stand.
+        self.resolutions.clear()
+        self.resolutions_done = self.resolutions_taken
+        self.attention = None
+        self._set_status(
+            RefundStatus.REFUNDING,
+            "attention_resolved",
+            f"{channel_name(payout.channel)}: {payout.state.value}",
+        )
         await self._report()
         return payout
+
+    async def _resolve_with(
+        self, req: ResolveRequest, payout: PayoutView, payment: Payment | None
+    ) -> PayoutView:
+        """Carry out one person's resolution; every one is audited under their name."""
+        self.audit.append(
+            AuditEvent(
+                key=f"{self.inp.refund_id}:resolve:{self.resolutions_done + 1}",
+                actor=f"operator:{req.operator}",
+                action=f"refund.resolve.{req.action.value}",
+                payload={"out_refund_no": payout.out_refund_no, "note": req.note},
+            )
+        )
+        who = req.operator
+        if req.action is ResolveAction.VERIFY:
+            payout = await self._query(payout, payment)
+            self._entry("attention_verified", f"{who}: the gateway says {payout.state.value}")
+        elif req.action is ResolveAction.ABNORMAL_REFUND:
+            try:
+                payout = await workflow.execute_activity_method(
+                    Payouts.rescue_abnormal_payout,
+                    AbnormalRescue(
+                        refund_id=self.inp.refund_id,
+                        out_refund_no=payout.out_refund_no,
+                        to=req.to.value if req.to else "",
+                        bank_type=req.bank_type,
+                        bank_account=req.bank_account,
+                        real_name=req.real_name,
+                        encrypted_with=req.encrypted_with,
+                    ),
+                    start_to_close_timeout=PAYOUT_TIMEOUT,
+                    schedule_to_close_timeout=PAYOUT_QUERY_BUDGET,
+                    heartbeat_timeout=PAYOUT_HEARTBEAT,
+                    retry_policy=PAYOUT_RETRY,
+                )
+            except ActivityError as err:
+                self._entry("abnormal_refund_failed", f"{who}: {_failure_words(err)}")
+                return payout
+            self._put_payout(payout)
+            self._entry("abnormal_refund_requested", f"{who}: to {req.to}; {payout.state.value}")
+        else:
+            payout = await workflow.execute_activity_method(
+                Payouts.abandon_payout,
+                AbandonPayout(
+                    refund_id=self.inp.refund_id,
+                    out_refund_no=payout.out_refund_no,
+                    operator=who,
+                    note=req.note,
+                ),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+            self._put_payout(payout)
+            self._entry("route_abandoned", f"{who}: {req.note}")
+        return payout
+
+    def _resolve_refusal(self, req: ResolveRequest) -> str | None:
+        """Why this refund cannot take `req` now (None: it can)."""
+        if self.view.status is not RefundStatus.NEEDS_ATTENTION or self.attention is None:
+            return f"the refund is {self.view.status.value}, not needs_attention"
+        if (
+            req.action is ResolveAction.ABNORMAL_REFUND
+            and self.attention.state is not PayoutState.ABNORMAL
+        ):
+            return f"the payout is {self.attention.state.value}, not abnormal"
+        return None
 
     # ------------------------------------------------------------- helpers
     async def _finish(
@@ -712,7 +899,7 @@ class RefundWorkflow:
 
     def _money_summary(self) -> str:
         done = [p for p in self.view.payouts if p.state is PayoutState.SUCCEEDED]
-        return "; ".join(f"{_yuan(p.amount)} via {CHANNEL_NAMES[p.channel]}" for p in done)
+        return "; ".join(f"{_yuan(p.amount)} via {channel_name(p.channel)}" for p in done)
 
     def _details(self) -> str:
         """What the Temporal UI shows for this refund right now."""
@@ -764,6 +951,30 @@ class RefundWorkflow:
             return  # once only
         self.appeal = body
 
+    @workflow.update(name="resolve")
+    async def resolve(self, req: ResolveRequest) -> RefundBody:
+        """A supervisor's or SRE's resolution of a refund that needs attention; returns the
+        refund once it has been carried out."""
+        ticket = self._take_resolution(req)
+        await workflow.wait_condition(lambda: self.resolutions_done >= ticket)
+        return self.view
+
+    @resolve.validator
+    def _validate_resolve(self, req: ResolveRequest) -> None:
+        refusal = self._resolve_refusal(req)
+        if refusal is not None:
+            raise ApplicationError(refusal, type="NotAccepted")
+
+    @workflow.signal(name="resolve")
+    def on_resolve(self, req: ResolveRequest) -> None:
+        if self._resolve_refusal(req) is None:
+            self._take_resolution(req)
+
+    def _take_resolution(self, req: ResolveRequest) -> int:
+        self.resolutions.append(req)
+        self.resolutions_taken += 1
+        return self.resolutions_taken
+
     @workflow.signal(name="gateway_notification")
     def on_gateway_notification(self, notice: GatewayNotice) -> None:
         self.notices[notice.out_refund_no] = notice
@@ -796,6 +1007,30 @@ def _decision_view(d: Decision) -> DecisionView:
 
 def _describe_keys(states: dict[str, KeyState]) -> str:
     return ", ".join(f"{k}: {s.value}" for k, s in sorted(states.items())) or "no card keys"
+
+
+def _failure_words(err: ActivityError) -> str:
+    """What an activity failure says, for the timeline: its type and message."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'error'}: {cause.message}"
+    return f"{type(cause).__name__ if cause else 'no answer'}: {cause or err}"
+
+
+def _abnormal_words(payout: PayoutView) -> str:
+    return (
+        f"{channel_name(payout.channel)} answered ABNORMAL: the money left the merchant but did "
+        "not reach the buyer (e.g. a closed bank card); a supervisor sends it on"
+    )
+
+
+def _overdue_words(payout: PayoutView, waited: timedelta) -> str:
+    minutes = int(waited.total_seconds() // 60)
+    if payout.state is PayoutState.PROCESSING:
+        what = "is still processing"
+    else:
+        what = f"has no verified answer ({payout.gateway_status or payout.state.value})"
+    return f"{channel_name(payout.channel)} {what} after {minutes} min; a person checks"
 
 
 def _yuan(fen: int) -> str:

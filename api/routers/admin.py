@@ -15,8 +15,14 @@ from api.problems import Problem
 from domain.model import Identifier, LongText, utcnow
 from domain.policy import CurrentPolicy
 from ops.explain import ExplainRequest, Explanation, UnknownOrder, explain
-from store import audit, ledger
-from store.models import BlacklistRow
+from ops.reconcile import over_refund_alert
+from store import audit, conservation, ledger
+from store.models import BlacklistRow, NotificationRow
+from store.upsert import insert_ignore
+
+# The alert `GET /checks` raises for an over-refunded order: one per order, however often
+# the checks run (reconciliation alerts use negative day numbers).
+OVER_REFUND_ALERT_SEQ = -1
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -140,22 +146,51 @@ async def explain_decision(
         ) from None
 
 
+class OverRefund(BaseModel):
+    order_id: str
+    paid: int
+    refunded: int
+    detail: str
+
+
 class Checks(BaseModel):
     ledger_balanced: bool
     trial_balance: dict[str, int]
     audit_entries: int
     audit_ok: bool
     audit_problem: str
+    # No order got back more than it paid, counting every route and every payout whose
+    # outcome is not verified as "no money moved".
+    money_conserved: bool
+    over_refunds: list[OverRefund]
 
 
-@router.get("/checks", summary="Ledger trial balance and audit-chain verification")
-async def checks(session: ReadSessionDep, _: Admin) -> Checks:
+@router.get(
+    "/checks",
+    summary="Ledger trial balance, audit-chain verification and money conservation",
+    description="An order that got back more than it paid also raises a supervisor alert.",
+)
+async def checks(session: ReadSessionDep, writes: SessionDep, _: Admin) -> Checks:
     totals = await ledger.trial_balance(session)
     verified = await audit.verify(session)
+    over = await conservation.breaches(session)
+    if over:
+        now = utcnow()
+        await insert_ignore(
+            writes,
+            NotificationRow,
+            [over_refund_alert(b, seq=OVER_REFUND_ALERT_SEQ, now=now) for b in over],
+        )
+        await writes.commit()
     return Checks(
         ledger_balanced=all(v == 0 for v in totals.values()),
         trial_balance=totals,
         audit_entries=verified.entries,
         audit_ok=verified.ok,
         audit_problem=verified.problem,
+        money_conserved=not over,
+        over_refunds=[
+            OverRefund(order_id=b.order_id, paid=b.paid, refunded=b.refunded, detail=b.describe())
+            for b in over
+        ],
     )

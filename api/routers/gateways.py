@@ -8,12 +8,10 @@ from fastapi.responses import JSONResponse
 from temporalio.service import RPCError
 
 from activities.messages import GatewayNotice
-from activities.payouts import SETTLED
 from api.deps import ReadSessionDep, TemporalDep
-from peers.payouts import GatewayRefused
+from domain.types import PayoutState
+from peers.payouts import GatewayError
 from store.models import PayoutRow
-
-SETTLED_STATES = {s.value for s in SETTLED}
 
 router = APIRouter(prefix="/v1/gateways", tags=["gateways"])
 
@@ -27,7 +25,7 @@ async def wechat_notify(
     raw = await request.body()
     try:
         notice = request.app.state.wechat.parse_notification(request.headers, raw)
-    except (GatewayRefused, ValueError, KeyError) as err:
+    except (GatewayError, ValueError, KeyError) as err:
         # WeChat retries a non-2xx; a forged notification is simply refused.
         return JSONResponse(
             {"code": "FAIL", "message": f"rejected: {type(err).__name__}"}, status_code=401
@@ -35,7 +33,7 @@ async def wechat_notify(
     payout = await session.get(PayoutRow, notice.out_refund_no)
     if payout is None:
         return JSONResponse({"code": "FAIL", "message": "unknown out_refund_no"}, status_code=404)
-    if payout.state in SETTLED_STATES:
+    if PayoutState(payout.state).settled:
         # Already settled (the refund call answered SUCCESS, or a query got there first):
         # WeChat notifies anyway and retries; nothing waits for the news.
         return JSONResponse({"code": "SUCCESS", "message": "OK"})

@@ -71,7 +71,7 @@ async def test_refund_beyond_the_payment_total_is_refused(
     await alipay.refund(trade_no=TRADE, out_request_no="R-4a", amount=3000, reason="x")
     with pytest.raises(GatewayRefused) as refused:
         await alipay.refund(trade_no=TRADE, out_request_no="R-4b", amount=3000, reason="x")
-    assert refused.value.code == "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL"
+    assert refused.value.sub_code == "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL"
     assert len(await refunds_of(alipay_http)) == 1
 
 
@@ -81,7 +81,7 @@ async def test_our_bad_signature_is_refused_by_the_gateway(
     misconfigured = make_alipay(alipay_http, keys, signing=other_keys)
     with pytest.raises(GatewayRefused) as refused:
         await misconfigured.refund(trade_no=TRADE, out_request_no="R-5", amount=100, reason="x")
-    assert refused.value.code == "isv.invalid-signature"
+    assert refused.value.sub_code == "isv.invalid-signature"
     assert await refunds_of(alipay_http) == []
 
 
@@ -131,7 +131,7 @@ async def test_faults(
     with pytest.raises(error) as raised:
         await alipay.refund(trade_no=TRADE, out_request_no="R-8", amount=100, reason="x")
     if code is not None:
-        assert isinstance(raised.value, GatewayRefused) and raised.value.code == code
+        assert isinstance(raised.value, GatewayRefused) and raised.value.sub_code == code
     assert await refunds_of(alipay_http) == []
     # The fault is spent: the same number now refunds.
     result = await alipay.refund(trade_no=TRADE, out_request_no="R-8", amount=100, reason="x")
