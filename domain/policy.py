@@ -238,12 +238,12 @@ class PayoutPolicy(PolicyPart):
     - `verify_limit_minutes`: an answer that could not be verified (bad or missing signature,
       no status) is re-checked by signed queries this long; then the refund needs attention.
       Never longer than it takes an SRE to notice a rotated key: the default is an hour.
-    - `processing_limit_hours`: a verified "processing" refund (a bank card refund can take
+    - `processing_limit_minutes`: a verified "processing" refund (a bank card refund can take
       days) is polled this long before a person is asked.
     """
 
     verify_limit_minutes: Minutes = 60
-    processing_limit_hours: PositiveHours = 120
+    processing_limit_minutes: Minutes = 7200
 
 
 class ReasonsPolicy(PolicyPart):

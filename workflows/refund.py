@@ -623,7 +623,7 @@ class RefundWorkflow:
     def _settle_limit(self, state: PayoutState) -> timedelta:
         limits = self.policy.payouts if self.policy else PayoutPolicy()
         if state is PayoutState.PROCESSING:
-            return timedelta(hours=limits.processing_limit_hours)
+            return timedelta(minutes=limits.processing_limit_minutes)
         return timedelta(minutes=limits.verify_limit_minutes)
 
     async def _query(self, payout: PayoutView, payment: Payment | None) -> PayoutView:
