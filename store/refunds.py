@@ -305,5 +305,16 @@ async def pending_reviews(session: AsyncSession, *, limit: int = 100) -> list[Re
     return list((await session.scalars(stmt)).all())
 
 
+async def attention_cases(session: AsyncSession, *, limit: int = 100) -> list[RefundRow]:
+    """Refunds whose money a person must locate (ABNORMAL, unverifiable), longest waiting first."""
+    stmt = (
+        select(RefundRow)
+        .where(RefundRow.status == RefundStatus.NEEDS_ATTENTION.value)
+        .order_by(RefundRow.updated_at.asc(), RefundRow.created_at.asc())
+        .limit(limit)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
 def dumped(model: Any) -> Any:
     return None if model is None else model.model_dump(mode="json")

@@ -661,11 +661,12 @@ class RefundWorkflow:
         await self._report()
         realert = timedelta(hours=self.policy.review.realert_hours)
         no = payout.out_refund_no
-        while not (payout.state.settled or payout.state is PayoutState.PROCESSING):
+        while True:
             spoke = await self._wait(
                 lambda: bool(self.resolutions) or no in self.notices,
                 until=workflow.now() + realert,
             )
+            done_with = 0
             if not spoke:
                 self._entry("attention_reminder", "still waiting for a person")
                 self.alerts.append(f"refund {self.inp.refund_id} still needs attention: {why}")
@@ -674,20 +675,23 @@ class RefundWorkflow:
                 payout = await self._query(payout, payment)
                 self._entry("gateway_notified", f"{channel_name(payout.channel)}: {payout.state}")
             else:
-                payout = await self._resolve_with(self.resolutions[0], payout, payment)
-                self.resolutions.pop(0)
-                self.resolutions_done += 1
+                payout = await self._resolve_with(self.resolutions.pop(0), payout, payment)
+                done_with = 1
             self.attention = payout
+            if payout.state.settled or payout.state is PayoutState.PROCESSING:
+                break
+            self.resolutions_done += done_with  # its caller sees the refund as it now stands
             await self._report()
-        # Whatever else was asked meanwhile is moot now: answer it with where things stand.
+        # Settled or verifiably under way again. Whatever else was asked meanwhile is moot:
+        # every waiting caller gets the refund as it stands now.
         self.resolutions.clear()
-        self.resolutions_done = self.resolutions_taken
         self.attention = None
         self._set_status(
             RefundStatus.REFUNDING,
             "attention_resolved",
             f"{channel_name(payout.channel)}: {payout.state.value}",
         )
+        self.resolutions_done = self.resolutions_taken
         await self._report()
         return payout
 

@@ -7,14 +7,16 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from api import intake
 from api.deps import (
+    Admin,
     Platform,
     PlatformOrReviewer,
     ReadSessionDep,
@@ -36,11 +38,13 @@ from domain.refund import (
     RefundLinks,
     RefundRequest,
     RejectRequest,
+    ResolveRequest,
     refundable_now,
 )
 from domain.types import RefundStatus
 from store import refunds as refund_rows
 from store.db import SessionFactory
+from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 
@@ -161,8 +165,8 @@ async def _stream(sessions: SessionFactory, refund_id: str) -> AsyncIterator[byt
         await asyncio.sleep(0.5)
 
 
-def _handle(temporal: Client, body: RefundBody) -> WorkflowHandle[Any, Any]:
-    return temporal.get_workflow_handle(body.workflow_id)
+def _handle(temporal: Client, body: RefundBody) -> WorkflowHandle[RefundWorkflow, RefundBody]:
+    return temporal.get_workflow_handle_for(RefundWorkflow.run, body.workflow_id)
 
 
 async def _signal(temporal: Client, body: RefundBody, name: str, arg: BaseModel) -> None:
@@ -299,6 +303,67 @@ async def reject(
     await _in_review(temporal, body, "reject")
     await _signal(temporal, body, "reject", req)
     return accepted(refund_id, body.status)
+
+
+@router.post(
+    "/{refund_id}/resolve",
+    tags=["reviews"],
+    summary="A supervisor resolves a refund that needs attention",
+    description="For refunds in `needs_attention` (a gateway answered ABNORMAL, or its "
+    "answers could not be verified in time): `verify` asks the gateway again with a signed "
+    "query; `abnormal_refund` sends an ABNORMAL WeChat Pay refund to the buyer's bank card "
+    "(`to: USER_BANK_CARD` with `bank_type`, `bank_account`, `real_name`, encrypted for the "
+    "gateway before anything stores them) or the merchant's (`MERCHANT_BANK_CARD`); "
+    "`pay_to_balance` records the person's word (`note`) that the original route moved no "
+    "money and pays to the platform balance. Answers the refund once the action was carried "
+    "out; 409 when the refund is not awaiting this.",
+)
+async def resolve(
+    refund_id: Identifier,
+    req: ResolveRequest,
+    request: Request,
+    session: ReadSessionDep,
+    temporal: TemporalDep,
+    _: Admin,
+) -> RefundBody:
+    body = await _body(session, refund_id)
+    if req.bank_account or req.real_name:
+        req = _encrypted_for_gateway(request, req)
+    try:
+        # (The SDK types an async update as returning its coroutine: hence the ignore.)
+        return await _handle(temporal, body).execute_update(
+            RefundWorkflow.resolve,  # type: ignore[arg-type]
+            req,
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        detail = cause.message if isinstance(cause, ApplicationError) else str(err)
+        raise Problem(
+            409,
+            "not-accepted",
+            "The refund does not accept this now",
+            detail,
+            status_now=body.status.value,
+        ) from err
+    except RPCError as err:
+        raise Problem(
+            409,
+            "refund-closed",
+            "The refund no longer accepts this",
+            f"workflow {body.workflow_id}: {err.message}",
+            status_now=body.status.value,
+        ) from err
+
+
+def _encrypted_for_gateway(request: Request, req: ResolveRequest) -> ResolveRequest:
+    """Bank details leave this process only encrypted for the gateway (RSA-OAEP under its
+    key), so neither the workflow history nor any log holds them in clear text."""
+    wechat = request.app.state.wechat
+    account, serial = wechat.encrypt_sensitive(req.bank_account or "")
+    name, _ = wechat.encrypt_sensitive(req.real_name or "")
+    return req.model_copy(
+        update={"bank_account": account, "real_name": name, "encrypted_with": serial}
+    )
 
 
 def _buyers_own(body: RefundBody, buyer_id: str) -> None:

@@ -28,14 +28,24 @@ class ReviewQueue(BaseModel):
     reviews: list[ReviewCase]
 
 
-@router.get("", summary="Refunds awaiting review, nearest deadline first")
+@router.get(
+    "",
+    summary="Refunds awaiting review, nearest deadline first",
+    description="`state=pending`: refunds waiting for a reviewer's approve/reject. "
+    "`state=needs_attention`: refunds whose money a supervisor must locate (a gateway "
+    "answered ABNORMAL, or no verified answer came in time), longest waiting first; "
+    "`POST /v1/refunds/{id}/resolve` acts on them.",
+)
 async def pending_reviews(
     session: ReadSessionDep,
     _: Reviewer,
-    state: Literal["pending"] = "pending",
+    state: Literal["pending", "needs_attention"] = "pending",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ReviewQueue:
-    rows = await refund_rows.pending_reviews(session, limit=limit)
+    if state == "needs_attention":
+        rows = await refund_rows.attention_cases(session, limit=limit)
+    else:
+        rows = await refund_rows.pending_reviews(session, limit=limit)
     cases = []
     for row in rows:
         body = await refund_rows.load_body(session, row.refund_id)

@@ -16,6 +16,8 @@ from typing import Any
 from temporalio import activity
 
 from activities.messages import (
+    AbandonPayout,
+    AbnormalRescue,
     CaseFile,
     CaseRequest,
     CommissionAction,
@@ -64,8 +66,11 @@ class FakeBackend:
     lock_states: dict[str, KeyState] = field(default_factory=dict)
     # The gateway's first answer per attempt number; not listed: succeeded.
     send_states: dict[int, PayoutState] = field(default_factory=dict)
-    # The gateway's answers to successive settlement queries; once used up: succeeded.
+    # The gateway's answers to successive settlement queries; once used up: `settles_to`.
     query_states: list[PayoutState] = field(default_factory=list)
+    settles_to: PayoutState = PayoutState.SUCCEEDED
+    # What the abnormal-refund call answers (WeChat: the refund goes back to processing).
+    rescue_state: PayoutState = PayoutState.PROCESSING
     # When set, lock_card_keys announces itself on `lock_started` and answers only once
     # `lock_gate` is set: a test can act while the supplier is being asked.
     lock_gate: asyncio.Event | None = None
@@ -167,9 +172,21 @@ class FakeBackend:
         @activity.defn(name="query_payout")
         async def query_payout(req: SettlementQuery) -> PayoutView:
             self._record("query_payout", req)
-            state = self.query_states.pop(0) if self.query_states else PayoutState.SUCCEEDED
+            state = self.query_states.pop(0) if self.query_states else self.settles_to
             sent = next(p for p in self.payouts if p.out_refund_no == req.out_refund_no)
             return _payout(sent, state)
+
+        @activity.defn(name="rescue_abnormal_payout")
+        async def rescue_abnormal_payout(req: AbnormalRescue) -> PayoutView:
+            self._record("rescue_abnormal_payout", req)
+            sent = next(p for p in self.payouts if p.out_refund_no == req.out_refund_no)
+            return _payout(sent, self.rescue_state)
+
+        @activity.defn(name="abandon_payout")
+        async def abandon_payout(req: AbandonPayout) -> PayoutView:
+            self._record("abandon_payout", req)
+            sent = next(p for p in self.payouts if p.out_refund_no == req.out_refund_no)
+            return _payout(sent, PayoutState.FAILED)
 
         return [
             load_case,
@@ -180,6 +197,8 @@ class FakeBackend:
             lock_card_keys,
             send_payout,
             query_payout,
+            rescue_abnormal_payout,
+            abandon_payout,
         ]
 
 

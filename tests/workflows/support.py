@@ -49,6 +49,9 @@ RECORDED = frozenset(
         "closed_fallback",
         "redeemed_at_lock",
         "evidence_in_review",
+        "unverified_then_verified",
+        "unverified_needs_attention",
+        "abnormal_rescued",
     }
 )
 
