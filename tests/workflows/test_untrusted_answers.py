@@ -170,9 +170,7 @@ async def test_resolve_is_refused_when_nothing_awaits_it(env: WorkflowEnvironmen
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await resolve_now(
                 refund,
-                resolve(
-                    ResolveAction.ABNORMAL_REFUND, to=AbnormalRefundTarget.MERCHANT_BANK_CARD
-                ),
+                resolve(ResolveAction.ABNORMAL_REFUND, to=AbnormalRefundTarget.MERCHANT_BANK_CARD),
             )
         assert "not abnormal" in str(refused.value.cause)
         assert refund.backend.called("rescue_abnormal_payout") == []
