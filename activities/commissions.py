@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.crashpoints import crashpoint
-from activities.messages import CommissionAction, CommissionAnswer, CommissionRequest
 from domain.model import utcnow
 from domain.refund import CommissionView
 from domain.types import CommissionState
@@ -18,6 +17,7 @@ from store import audit, ledger, outbox
 from store.db import SessionFactory
 from store.models import CommissionRow, LedgerEntryRow, RefundCommissionRow
 from store.upsert import insert_ignore
+from workflows.messages import CommissionAction, CommissionAnswer, CommissionRequest
 
 
 def pro_rata(share: int, refund_amount: int, order_amount: int) -> int:

@@ -23,7 +23,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.crashpoints import crashpoint
 from activities.heartbeat import heartbeating
-from activities.messages import AbandonPayout, AbnormalRescue, PayoutRequest, SettlementQuery
 from domain.model import utcnow
 from domain.refund import PayoutView
 from domain.types import PayoutState
@@ -43,6 +42,7 @@ from store.db import SessionFactory
 from store.models import PayoutRow
 from store.refunds import payout_view
 from store.upsert import insert_ignore
+from workflows.messages import AbandonPayout, AbnormalRescue, PayoutRequest, SettlementQuery
 
 
 class Payouts:

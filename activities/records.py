@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.messages import CaseFile, CaseRequest, ProgressReport
 from domain.model import utcnow
 from domain.policy import Policy
 from store import audit, orders, outbox
@@ -21,6 +20,7 @@ from store import refunds as refund_rows
 from store.db import SessionFactory
 from store.models import RefundItemRow, RefundRow, TimelineRow
 from store.upsert import insert_ignore
+from workflows.messages import CaseFile, CaseRequest, ProgressReport
 
 
 class RefundRecords:

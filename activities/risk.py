@@ -11,12 +11,12 @@ from sqlalchemy import ColumnElement, distinct, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.messages import RiskRequest
 from domain.policy import Policy
 from domain.refund import RiskAssessment
 from domain.risk import RiskFacts, assess
 from store.db import SessionFactory
 from store.models import BlacklistRow, CardKeyRow, OrderItemRow, OrderRow, RefundItemRow, RefundRow
+from workflows.messages import RiskRequest
 
 
 class RiskChecks:

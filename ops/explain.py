@@ -10,7 +10,6 @@ from datetime import datetime
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.messages import RiskRequest
 from activities.risk import gather_facts
 from domain import rules
 from domain.decision import Decision, DecisionCase
@@ -23,6 +22,7 @@ from domain.types import KeyState, RefundReason
 from peers.supplier import SupplierClient
 from store import orders
 from store import refunds as refund_rows
+from workflows.messages import RiskRequest
 
 
 class ExplainRequest(Model):

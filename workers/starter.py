@@ -16,14 +16,15 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.messages import RefundInput
 from domain.model import utcnow
 from domain.order import ClientInfo
 from domain.refund import Evidence, RefundItemRequest, workflow_id_for
 from domain.types import RefundReason
 from store.db import SessionFactory
 from store.models import RefundItemRow, RefundRow
-from workflows.refund import RefundWorkflow, start_search_attributes
+from workflows.messages import RefundInput
+from workflows.refund import RefundWorkflow
+from workflows.search import start_search_attributes
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from api import intake
 from api.deps import (
@@ -39,7 +40,6 @@ from domain.refund import (
     RefundRequest,
     RejectRequest,
     ResolveRequest,
-    refundable_now,
 )
 from domain.types import RefundStatus
 from store import refunds as refund_rows
@@ -47,13 +47,6 @@ from store.db import SessionFactory
 from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
-
-CANCELLABLE = {
-    RefundStatus.SUBMITTED,
-    RefundStatus.CHECKING,
-    RefundStatus.PENDING_REVIEW,
-    RefundStatus.APPROVED,
-}
 
 
 def accepted(refund_id: str, status: RefundStatus) -> RefundAccepted:
@@ -169,26 +162,51 @@ def _handle(temporal: Client, body: RefundBody) -> WorkflowHandle[RefundWorkflow
     return temporal.get_workflow_handle_for(RefundWorkflow.run, body.workflow_id)
 
 
-async def _signal(temporal: Client, body: RefundBody, name: str, arg: BaseModel) -> None:
+async def _update(
+    temporal: Client,
+    body: RefundBody,
+    update: UpdateMethodMultiParam[[RefundWorkflow, Any], Any],
+    req: BaseModel,
+) -> RefundBody:
+    """Deliver a person's request as an Update: the workflow's validator is the only judge
+    of what the refund accepts now, and its refusal becomes the answer."""
     try:
-        await _handle(temporal, body).signal(name, arg)
+        result: RefundBody = await _handle(temporal, body).execute_update(update, req)
+    except WorkflowUpdateFailedError as err:
+        raise _refused(body, err.cause) from err
     except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:  # the workflow finished: nothing waits
+            raise Problem(
+                409,
+                "refund-closed",
+                "The refund no longer accepts this",
+                f"refund {body.refund_id} is {body.status.value}",
+                status_now=body.status.value,
+            ) from err
         raise Problem(
-            409,
-            "refund-closed",
-            "The refund no longer accepts this",
-            f"workflow {body.workflow_id}: {err.message}",
-            status_now=body.status.value,
+            503,
+            "temporal-unavailable",
+            "Try again shortly",
+            err.message,
+            headers={"Retry-After": "5"},
         ) from err
+    return result
 
 
-def _not_now(body: RefundBody, what: str) -> Problem:
+def _refused(body: RefundBody, cause: BaseException | None) -> Problem:
+    """The workflow's refusal (`domain.acceptance.Refusal`, carried in the failure's
+    details) as problem+json: the buyer's identity 403, a bad amount 422, else 409."""
+    details = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else {}
+    reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+    problem = str(details.get("problem") or "wrong-status")
+    field = details.get("field")
+    errors = [{"field": field, "message": reason}] if field else None
+    if problem == "not-your-refund":
+        return Problem(403, problem, "This buyer did not ask for this refund", errors=errors)
+    if problem == "invalid-amount":
+        return Problem(422, problem, "Invalid amount", reason, errors=errors)
     return Problem(
-        409,
-        "wrong-status",
-        f"Cannot {what} a refund that is {body.status.value}",
-        f"refund {body.refund_id} is {body.status.value}",
-        status_now=body.status.value,
+        409, problem, "The refund does not accept this now", reason, status_now=body.status.value
     )
 
 
@@ -206,10 +224,8 @@ async def add_evidence(
     _: Platform,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    if body.status.is_terminal:
-        raise _not_now(body, "add evidence to")
-    await _signal(temporal, body, "evidence", req)
-    return accepted(refund_id, body.status)
+    now = await _update(temporal, body, RefundWorkflow.evidence, req)
+    return accepted(refund_id, now.status)
 
 
 @router.post(
@@ -227,11 +243,8 @@ async def cancel(
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
     _buyers_own(body, req.buyer_id)
-    live = await _live_status(temporal, body)
-    if live not in CANCELLABLE:
-        raise _not_now(body.model_copy(update={"status": live}), "cancel")
-    await _signal(temporal, body, "cancel", req)
-    return accepted(refund_id, live)
+    now = await _update(temporal, body, RefundWorkflow.cancel, req)
+    return accepted(refund_id, now.status)
 
 
 @router.post(
@@ -249,17 +262,8 @@ async def appeal(
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
     _buyers_own(body, req.buyer_id)
-    if body.status is not RefundStatus.REJECTED:
-        raise _not_now(body, "appeal")
-    if body.review is not None and body.review.appealed:
-        raise Problem(
-            409,
-            "already-appealed",
-            "A rejection can be appealed once",
-            status_now=body.status.value,
-        )
-    await _signal(temporal, body, "appeal", req)
-    return accepted(refund_id, body.status)
+    now = await _update(temporal, body, RefundWorkflow.appeal, req)
+    return accepted(refund_id, now.status)
 
 
 @router.post(
@@ -277,12 +281,8 @@ async def approve(
     _: Reviewer,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    await _in_review(temporal, body, "approve")
-    refundable = refundable_now(body)
-    if req.amount is not None and req.amount > refundable:
-        raise field_error("amount", f"at most {refundable} is refundable")
-    await _signal(temporal, body, "approve", req)
-    return accepted(refund_id, body.status)
+    now = await _update(temporal, body, RefundWorkflow.approve, req)
+    return accepted(refund_id, now.status)
 
 
 @router.post(
@@ -300,9 +300,8 @@ async def reject(
     _: Reviewer,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    await _in_review(temporal, body, "reject")
-    await _signal(temporal, body, "reject", req)
-    return accepted(refund_id, body.status)
+    now = await _update(temporal, body, RefundWorkflow.reject, req)
+    return accepted(refund_id, now.status)
 
 
 @router.post(
@@ -329,30 +328,7 @@ async def resolve(
     body = await _body(session, refund_id)
     if req.bank_account or req.real_name:
         req = _encrypted_for_gateway(request, req)
-    try:
-        # (The SDK types an async update as returning its coroutine: hence the ignore.)
-        return await _handle(temporal, body).execute_update(
-            RefundWorkflow.resolve,  # type: ignore[arg-type]
-            req,
-        )
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        detail = cause.message if isinstance(cause, ApplicationError) else str(err)
-        raise Problem(
-            409,
-            "not-accepted",
-            "The refund does not accept this now",
-            detail,
-            status_now=body.status.value,
-        ) from err
-    except RPCError as err:
-        raise Problem(
-            409,
-            "refund-closed",
-            "The refund no longer accepts this",
-            f"workflow {body.workflow_id}: {err.message}",
-            status_now=body.status.value,
-        ) from err
+    return await _update(temporal, body, RefundWorkflow.resolve, req)
 
 
 def _encrypted_for_gateway(request: Request, req: ResolveRequest) -> ResolveRequest:
@@ -374,20 +350,3 @@ def _buyers_own(body: RefundBody, buyer_id: str) -> None:
             "This buyer did not ask for this refund",
             errors=[{"field": "buyer_id", "message": "not the refund's buyer"}],
         )
-
-
-async def _in_review(temporal: Client, body: RefundBody, what: str) -> None:
-    """Approve and reject answer a person's question only while one is asked."""
-    if await _live_status(temporal, body) is not RefundStatus.PENDING_REVIEW:
-        raise _not_now(body, what)
-
-
-async def _live_status(temporal: Client, body: RefundBody) -> RefundStatus:
-    """The workflow's own view, which may be ahead of the database by one report."""
-    if body.status.is_terminal:
-        return body.status
-    try:
-        live: RefundBody = await _handle(temporal, body).query("status", result_type=RefundBody)
-    except RPCError:
-        return body.status
-    return live.status

@@ -240,3 +240,31 @@ async def test_refunds_are_findable_in_temporal_by_status(system: System) -> Non
     assert found == [body["workflow_id"]]
     live = await client.get_workflow_handle(body["workflow_id"]).query("status")
     assert live["status"] == "refunded" and live["refund_id"] == refund_id
+
+
+async def test_two_reviewers_at_once_get_one_success_and_one_clear_409(system: System) -> None:
+    """The workflow's Update validator is the only judge: of two reviewers acting on the same
+    case at the same instant, exactly one is taken; the other learns why."""
+    for second in ("approve", "reject"):
+        order = await system.record(course_order(progress=20, minutes_ago=120))
+        refund_id = await system.refund_id(order, reason="changed_mind")
+        await system.wait_status(refund_id, "pending_review")
+        bodies = {
+            "approve": {"reviewer": "alice", "note": "ok"},
+            "reject": {"reviewer": "bob", "reason": "watched too much"},
+        }
+        answers = await asyncio.gather(
+            system.post(f"/v1/refunds/{refund_id}/approve", bodies["approve"], "reviewer"),
+            system.post(f"/v1/refunds/{refund_id}/{second}", bodies[second], "reviewer"),
+        )
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [202, 409], [a.text for a in answers]
+        refused = next(a for a in answers if a.status_code == 409)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        detail = refused.json()["detail"]
+        # Either the first answer was just taken, or the refund has already moved on.
+        assert "already answered" in detail or detail.startswith("cannot "), detail
+        taken = "approve" if answers[0].status_code == 202 else second
+        body = await system.wait_status(refund_id, "refunded", "rejected", within=30)
+        assert body["status"] == ("refunded" if taken == "approve" else "rejected")
+        assert len(body["payouts"]) == (1 if taken == "approve" else 0)

@@ -15,7 +15,11 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.messages import (
+from domain.order import Order
+from domain.policy import Policy, load_policy
+from domain.refund import CommissionView, PayoutView, RiskAssessment
+from domain.types import CommissionState, KeyState, PayoutState
+from workflows.messages import (
     AbandonPayout,
     AbnormalRescue,
     CaseFile,
@@ -30,10 +34,6 @@ from activities.messages import (
     RiskRequest,
     SettlementQuery,
 )
-from domain.order import Order
-from domain.policy import Policy, load_policy
-from domain.refund import CommissionView, PayoutView, RiskAssessment
-from domain.types import CommissionState, KeyState, PayoutState
 
 DEFAULT_POLICY = load_policy(None)
 

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.messages import CommissionAction, GatewayNotice
 from domain.refund import (
     AppealRequest,
     ApproveRequest,
@@ -35,7 +34,9 @@ from domain.types import (
 )
 from tests.workflows.fakes import FakeBackend
 from tests.workflows.support import KEY_ID, Refund, card_key_order, running_refund
-from workflows.refund import REFUND_AMOUNT, REFUND_STATUS, RISK_LEVEL, RefundWorkflow
+from workflows.messages import CommissionAction, GatewayNotice
+from workflows.refund import RefundWorkflow
+from workflows.search import REFUND_AMOUNT, REFUND_STATUS, RISK_LEVEL
 
 FREEZE = CommissionAction.FREEZE
 CLAW_BACK = CommissionAction.CLAW_BACK

@@ -1,0 +1,60 @@
+"""The card keys of a refund at their supplier: asked whether they were redeemed before the
+decision, voided before any money moves."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from domain.order import CardKeyRef, Order
+from domain.refund import RefundItemRequest
+from domain.types import KeyState
+from workflows import steps
+from workflows.messages import KeysAnswer, KeysRequest
+from workflows.options import (
+    SUPPLIER_LOCK_BUDGET,
+    SUPPLIER_LOCK_RETRY,
+    SUPPLIER_LOCK_TIMEOUT,
+    SUPPLIER_QUERY_RETRY,
+    SUPPLIER_QUERY_TIMEOUT,
+)
+
+
+def keys_of(order: Order | None, items: list[RefundItemRequest]) -> list[CardKeyRef]:
+    """The card keys of the items a refund is for."""
+    if order is None:
+        return []
+    wanted = {i.item_id for i in items}
+    return [k for item in order.items if item.item_id in wanted for k in item.card_keys]
+
+
+async def redemption_states(refund_id: str, keys: list[CardKeyRef]) -> dict[str, KeyState]:
+    """What the supplier says of each key; UNREACHABLE (no evidence either way) when it does
+    not answer a few quick tries."""
+    if not keys:
+        return {}
+    try:
+        answer = await workflow.execute_activity(
+            steps.query_key_redemption,
+            KeysRequest(refund_id=refund_id, keys=keys),
+            start_to_close_timeout=SUPPLIER_QUERY_TIMEOUT,
+            retry_policy=SUPPLIER_QUERY_RETRY,
+        )
+    except ActivityError:
+        return {k.card_key_id: KeyState.UNREACHABLE for k in keys}
+    return dict(answer.states)
+
+
+async def void(refund_id: str, keys: list[CardKeyRef]) -> KeysAnswer | None:
+    """Void the keys so they cannot be redeemed while money moves; None when the supplier
+    could not do it within the lock budget."""
+    try:
+        return await workflow.execute_activity(
+            steps.lock_card_keys,
+            KeysRequest(refund_id=refund_id, keys=keys),
+            start_to_close_timeout=SUPPLIER_LOCK_TIMEOUT,
+            schedule_to_close_timeout=SUPPLIER_LOCK_BUDGET,
+            retry_policy=SUPPLIER_LOCK_RETRY,
+        )
+    except ActivityError:
+        return None
