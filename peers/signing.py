@@ -41,6 +41,7 @@ __all__ = [
     "rsa_verify",
     "wechatpay_authorization",
     "wechatpay_decrypt",
+    "wechatpay_decrypt_sensitive",
     "wechatpay_encrypt",
     "wechatpay_encrypt_sensitive",
     "wechatpay_request_message",
@@ -355,3 +356,18 @@ def wechatpay_encrypt_sensitive(public_key: rsa.RSAPublicKey, text: str) -> str:
         ),
     )
     return base64.b64encode(ciphertext).decode("ascii")
+
+
+def wechatpay_decrypt_sensitive(private_key: rsa.RSAPrivateKey, ciphertext_b64: str) -> str:
+    """The inverse of `wechatpay_encrypt_sensitive`, for the sandbox gateway; raises
+    `DecryptionFailed` when the field was not encrypted for this key."""
+    try:
+        plaintext = private_key.decrypt(
+            base64.b64decode(ciphertext_b64, validate=True),
+            padding.OAEP(
+                mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None
+            ),
+        )
+        return plaintext.decode("utf-8")
+    except ValueError as exc:  # bad base64, wrong key, not UTF-8
+        raise DecryptionFailed("sensitive field did not decrypt") from exc

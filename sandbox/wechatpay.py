@@ -7,6 +7,13 @@ refunds beyond a registered payment's total, and when a refund reaches SUCCESS, 
 ABNORMAL POSTs a signed notification with an AES-256-GCM encrypted resource to its
 `notify_url`, retrying on failure and, for slow ("processing") refunds, delivering it twice as
 the real gateway sometimes does.
+
+Armed faults (`POST /sandbox/faults`) for the refund call: `processing` (settles later),
+`timeout` (recorded, answered late), `error_5xx`, `closed`, `abnormal` (the buyer's card is
+closed: the refund is ABNORMAL until `apply-abnormal-refund` sends it to a bank card, after
+which it is PROCESSING and settles to SUCCESS), `bad_signature` (refunded, but the answer's
+signature does not verify) and `skewed_clock` (refunded, answer signed correctly with a
+`Wechatpay-Timestamp` ten minutes old).
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request, Response
 
 from peers.signing import (
+    DecryptionFailed,
     parse_wechatpay_authorization,
     rsa_verify,
+    wechatpay_decrypt_sensitive,
     wechatpay_encrypt,
     wechatpay_request_message,
     wechatpay_sign_response,
@@ -42,7 +51,20 @@ __all__ = ["FAULT_MODES", "create_wechat_app"]
 
 logger = logging.getLogger(__name__)
 
-FAULT_MODES = frozenset({"processing", "timeout", "error_5xx", "closed", "abnormal"})
+FAULT_MODES = frozenset(
+    {
+        "processing",
+        "timeout",
+        "error_5xx",
+        "closed",
+        "abnormal",
+        "bad_signature",
+        "skewed_clock",
+    }
+)
+# How far back a `skewed_clock` fault dates its answer: twice WeChat's 5-minute allowance.
+SKEWED_CLOCK_SECONDS = 600
+_RESCUE_TYPES = frozenset({"USER_BANK_CARD", "MERCHANT_BANK_CARD"})
 _CST = timezone(timedelta(hours=8))
 _EVENTS = {
     SUCCESS: ("REFUND.SUCCESS", "退款成功"),
@@ -53,6 +75,21 @@ _EVENTS = {
 
 def _wechat_time(moment: datetime | None) -> str | None:
     return moment.astimezone(_CST).isoformat(timespec="seconds") if moment else None
+
+
+def received_account(record: RefundRecord) -> str:
+    if record.rescue is None:
+        return "支付用户零钱"
+    if record.rescue["type"] == "MERCHANT_BANK_CARD":
+        return "商户基本账户"
+    return f"{record.rescue.get('bank_type', '')}{record.rescue.get('bank_account', '')[-4:]}"
+
+
+def _masked(field: str, value: str) -> str:
+    """Bank fields as the sandbox ledger shows them: enough to check, not the whole thing."""
+    if field == "bank_account":
+        return "*" * max(len(value) - 4, 0) + value[-4:]
+    return value[:1] + "*" * (len(value) - 1)
 
 
 def create_wechat_app(
@@ -124,7 +161,7 @@ def create_wechat_app(
             "out_refund_no": record.out_refund_no,
             "refund_status": record.status,
             "success_time": _wechat_time(record.success_time),
-            "user_received_account": "支付用户零钱",
+            "user_received_account": received_account(record),
             "amount": {
                 "total": payment.amount if payment else record.total,
                 "refund": record.amount,
@@ -163,11 +200,27 @@ def create_wechat_app(
     app.state.faults = faults
     app.include_router(gateway_control_router(ledger, faults))
 
-    def answer(status_code: int, document: dict[str, Any] | None) -> Response:
+    # The platform keys that can read sensitive fields, by the serial a request names.
+    decryption_keys = {platform_serial_no: platform_private_key}
+
+    def answer(
+        status_code: int,
+        document: dict[str, Any] | None,
+        *,
+        fault: str | None = None,
+    ) -> Response:
         body = b"" if document is None else json.dumps(document, ensure_ascii=False).encode()
+        timestamp = None
+        if fault == "skewed_clock":
+            timestamp = str(int(time.time()) - SKEWED_CLOCK_SECONDS)
         headers = wechatpay_sign_response(
-            platform_private_key, serial_no=platform_serial_no, body=body
+            platform_private_key, serial_no=platform_serial_no, body=body, timestamp=timestamp
         )
+        if fault == "bad_signature":
+            # A well-formed signature over something else: it does not verify.
+            headers["Wechatpay-Signature"] = wechatpay_sign_response(
+                platform_private_key, serial_no=platform_serial_no, body=body + b" "
+            )["Wechatpay-Signature"]
         headers["Request-ID"] = secrets.token_hex(16)
         return Response(
             body, status_code=status_code, media_type="application/json", headers=headers
@@ -201,8 +254,8 @@ def create_wechat_app(
             "out_refund_no": record.out_refund_no,
             "transaction_id": record.transaction_id,
             "out_trade_no": f"OUT{record.transaction_id}",
-            "channel": "ORIGINAL",
-            "user_received_account": "支付用户零钱",
+            "channel": "OTHER_BANKCARD" if record.rescue else "ORIGINAL",
+            "user_received_account": received_account(record),
             "success_time": _wechat_time(record.success_time),
             "create_time": _wechat_time(record.created_at),
             "status": record.status,
@@ -281,7 +334,64 @@ def create_wechat_app(
         if fault == "timeout":
             # Recorded, answered late: the retry with the same out_refund_no finds it.
             await asyncio.sleep(fault_delay)
-        return answer(200, result)
+        return answer(200, result, fault=fault)
+
+    @app.post(REFUNDS_PATH + "/{refund_id}/apply-abnormal-refund")
+    async def apply_abnormal_refund(refund_id: str, request: Request) -> Response:
+        """Send an ABNORMAL refund to the buyer's (or the merchant's) bank card instead.
+
+        `bank_account` and `real_name` arrive RSA-OAEP encrypted under the platform key that
+        the request's `Wechatpay-Serial` names; the refund goes back to PROCESSING and later
+        settles to SUCCESS with a REFUND.SUCCESS notification.
+        """
+        body = await request.body()
+        if not authenticated(request, body):
+            return error(401, "SIGN_ERROR", "签名错误")
+        try:
+            document = json.loads(body)
+            out_refund_no = str(document["out_refund_no"])
+            kind = str(document["type"])
+            if kind not in _RESCUE_TYPES:
+                raise ValueError(f"type must be one of {sorted(_RESCUE_TYPES)}")
+            bank_type = str(document.get("bank_type") or "")
+            encrypted = {
+                name: str(document[name])
+                for name in ("bank_account", "real_name")
+                if document.get(name)
+            }
+            if kind == "USER_BANK_CARD" and not (bank_type and len(encrypted) == 2):
+                raise ValueError("USER_BANK_CARD needs bank_type, bank_account and real_name")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return error(400, "PARAM_ERROR", f"参数错误: {exc}")
+        clear: dict[str, str] = {}
+        if encrypted:
+            key = decryption_keys.get(request.headers.get("Wechatpay-Serial", ""))
+            if key is None:
+                return error(400, "PARAM_ERROR", "Wechatpay-Serial 不是有效的平台证书或公钥")
+            try:
+                clear = {n: wechatpay_decrypt_sensitive(key, v) for n, v in encrypted.items()}
+            except DecryptionFailed:
+                return error(400, "PARAM_ERROR", "敏感信息解密失败")
+        async with ledger.lock:
+            record = next(
+                (r for r in ledger.refunds.values() if r.gateway_refund_id == refund_id), None
+            )
+            if record is None:
+                return error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+            if record.out_refund_no != out_refund_no:
+                return error(400, "PARAM_ERROR", "out_refund_no 与退款单不匹配")
+            if record.rescue is not None and record.rescue["type"] == kind:
+                # The same request again (an answer lost on the way): the refund as it is.
+                return answer(200, refund_document(record))
+            if record.status != ABNORMAL:
+                return error(400, "INVALID_REQUEST", "退款单状态不是退款异常，无法发起异常退款")
+            record.rescue = {
+                "type": kind,
+                **({"bank_type": bank_type} if bank_type else {}),
+                **{name: _masked(name, value) for name, value in clear.items()},
+            }
+            ledger.reopen(record, settles_to=SUCCESS)
+            return answer(200, refund_document(record))
 
     @app.get(REFUNDS_PATH + "/{out_refund_no}")
     async def query_refund(out_refund_no: str, request: Request) -> Response:

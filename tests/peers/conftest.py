@@ -201,6 +201,7 @@ def make_wechat(
         platform_public_key=(verifying or keys).public("wechat_platform"),
         apiv3_key=APIV3_KEY,
         platform_serial=SANDBOX_WECHAT_PLATFORM_SERIAL,
+        notify_url=NOTIFY_URL,  # what `send_refund` asks the gateway to notify
     )
 
 
