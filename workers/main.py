@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import timedelta
 
 import httpx
 from temporalio.worker import Worker
@@ -52,6 +53,9 @@ async def serve(
             workflows=[RefundWorkflow],
             activities=acts.activities(),
             max_concurrent_activities=100,
+            # A worker that died holds its refunds' next workflow tasks on its sticky queue
+            # until this passes; the default 10 s is most of a crashed refund's recovery time.
+            sticky_queue_schedule_to_start_timeout=timedelta(seconds=4),
         )
         tasks = [asyncio.create_task(worker.run())]
         tasks.append(

@@ -10,7 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
@@ -47,6 +52,10 @@ from store.db import SessionFactory
 from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
+
+# How long a request waits for the workflow to carry out a person's action (a resolution
+# may call a gateway) before it answers 202 "accepted, under way".
+UPDATE_WAIT_SECONDS = 15.0
 
 
 def accepted(refund_id: str, status: RefundStatus) -> RefundAccepted:
@@ -167,11 +176,20 @@ async def _update(
     body: RefundBody,
     update: UpdateMethodMultiParam[[RefundWorkflow, Any], Any],
     req: BaseModel,
-) -> RefundBody:
+    *,
+    wait: float = UPDATE_WAIT_SECONDS,
+) -> RefundBody | None:
     """Deliver a person's request as an Update: the workflow's validator is the only judge
-    of what the refund accepts now, and its refusal becomes the answer."""
+    of what the refund accepts now, and its refusal becomes the answer. Returns the refund
+    once the workflow has carried the request out, or None when that takes longer than
+    `wait` seconds (accepted, still under way)."""
     try:
-        result: RefundBody = await _handle(temporal, body).execute_update(update, req)
+        pending = await _handle(temporal, body).start_update(
+            update, req, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        result: RefundBody = await asyncio.wait_for(pending.result(), wait)
+    except TimeoutError:
+        return None
     except WorkflowUpdateFailedError as err:
         raise _refused(body, err.cause) from err
     except RPCError as err:
@@ -191,6 +209,10 @@ async def _update(
             headers={"Retry-After": "5"},
         ) from err
     return result
+
+
+def _accepted(before: RefundBody, after: RefundBody | None) -> RefundAccepted:
+    return accepted(before.refund_id, (after or before).status)
 
 
 def _refused(body: RefundBody, cause: BaseException | None) -> Problem:
@@ -224,8 +246,7 @@ async def add_evidence(
     _: Platform,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    now = await _update(temporal, body, RefundWorkflow.evidence, req)
-    return accepted(refund_id, now.status)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.evidence, req))
 
 
 @router.post(
@@ -243,8 +264,7 @@ async def cancel(
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
     _buyers_own(body, req.buyer_id)
-    now = await _update(temporal, body, RefundWorkflow.cancel, req)
-    return accepted(refund_id, now.status)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.cancel, req))
 
 
 @router.post(
@@ -262,8 +282,7 @@ async def appeal(
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
     _buyers_own(body, req.buyer_id)
-    now = await _update(temporal, body, RefundWorkflow.appeal, req)
-    return accepted(refund_id, now.status)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.appeal, req))
 
 
 @router.post(
@@ -281,8 +300,7 @@ async def approve(
     _: Reviewer,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    now = await _update(temporal, body, RefundWorkflow.approve, req)
-    return accepted(refund_id, now.status)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.approve, req))
 
 
 @router.post(
@@ -300,8 +318,7 @@ async def reject(
     _: Reviewer,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    now = await _update(temporal, body, RefundWorkflow.reject, req)
-    return accepted(refund_id, now.status)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.reject, req))
 
 
 @router.post(
@@ -315,7 +332,8 @@ async def reject(
     "gateway before anything stores them) or the merchant's (`MERCHANT_BANK_CARD`); "
     "`pay_to_balance` records the person's word (`note`) that the original route moved no "
     "money and pays to the platform balance. Answers the refund once the action was carried "
-    "out; 409 when the refund is not awaiting this.",
+    "out (202 with the refund as it stood when that takes longer than a few seconds); 409 "
+    "when the refund is not awaiting this.",
 )
 async def resolve(
     refund_id: Identifier,
@@ -323,12 +341,17 @@ async def resolve(
     request: Request,
     session: ReadSessionDep,
     temporal: TemporalDep,
+    response: Response,
     _: Admin,
 ) -> RefundBody:
     body = await _body(session, refund_id)
     if req.bank_account or req.real_name:
         req = _encrypted_for_gateway(request, req)
-    return await _update(temporal, body, RefundWorkflow.resolve, req)
+    done = await _update(temporal, body, RefundWorkflow.resolve, req)
+    if done is None:  # accepted; the gateway is slow to answer: follow the refund's page
+        response.status_code = 202
+        return body
+    return done
 
 
 def _encrypted_for_gateway(request: Request, req: ResolveRequest) -> ResolveRequest:
