@@ -251,7 +251,8 @@ def bench_settings(tmp: Path, database_url: str, temporal_address: str, api_key:
         alipay_private_key_path=str(keys / "alipay_app_private.pem"),
         alipay_public_key_path=str(keys / "alipay_platform_public.pem"),
         wechat_private_key_path=str(keys / "wechat_merchant_private.pem"),
-        wechat_platform_public_key_path=str(keys / "wechat_platform_public.pem"),
+        wechat_platform_certs=str(keys / "wechat_platform_cert.pem"),
+        wechat_public_key_path=str(keys / "wechat_pubkey_public.pem"),
         http_timeout_seconds=5.0,
     )
 

@@ -15,6 +15,8 @@ from domain.types import Role
 
 DEV_SECRET = "dev-only-secret-change-me"
 VAR_DIR = Path("var")
+# The id of the sandbox's "WeChat Pay public key" (real ids are issued by WeChat per merchant).
+SANDBOX_WECHAT_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000000012026112900000000000001"
 
 
 class Settings(BaseSettings):
@@ -50,8 +52,20 @@ class Settings(BaseSettings):
     wechat_mchid: str = "1900000001"
     wechat_serial_no: str = "SANDBOXMCHSERIAL0001"
     wechat_private_key_path: str = str(VAR_DIR / "keys" / "wechat_merchant_private.pem")
-    wechat_platform_public_key_path: str = str(VAR_DIR / "keys" / "wechat_platform_public.pem")
     wechat_apiv3_key: str = "0123456789abcdef0123456789abcdef"  # 32 bytes, AES-256-GCM
+    # What WeChat Pay signs answers and notifications with, chosen by their Wechatpay-Serial.
+    # Platform certificates: PEM files or directories of them, comma separated (empty: none).
+    wechat_platform_certs: str = str(VAR_DIR / "keys" / "wechat_platform_cert.pem")
+    # The WeChat Pay public key and its id; with an id, every request names it in
+    # Wechatpay-Serial and WeChat signs the answer with it. Empty id: certificates only.
+    wechat_public_key_path: str = str(VAR_DIR / "keys" / "wechat_pubkey_public.pem")
+    wechat_public_key_id: str = SANDBOX_WECHAT_PUBLIC_KEY_ID
+    # How far a signed answer's or notification's Wechatpay-Timestamp may be from our clock.
+    wechat_clock_skew_seconds: int = Field(default=300, ge=0)
+    # Download new platform certificates (GET /v3/certificates) on an unknown serial.
+    wechat_refresh_certificates: bool = True
+    # Gone: a bare key cannot be matched to an answer's Wechatpay-Serial (refused if set).
+    wechat_platform_public_key_path: str = ""
 
     # Where gateways send refund notifications (the API's public address).
     public_base_url: str = "http://127.0.0.1:8000"
@@ -69,7 +83,30 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} must be set in production")
             if not self.api_keys:
                 raise ValueError("API_KEYS must be set in production")
+            if self.wechat_public_key_id == SANDBOX_WECHAT_PUBLIC_KEY_ID:
+                raise ValueError(
+                    "WECHAT_PUBLIC_KEY_ID must be set in production "
+                    "(your PUB_KEY_ID_..., or empty to use platform certificates only)"
+                )
         return self
+
+    @model_validator(mode="after")
+    def _wechat_keys(self) -> Settings:
+        if self.wechat_platform_public_key_path:
+            raise ValueError(
+                "WECHAT_PLATFORM_PUBLIC_KEY_PATH is no longer read: WeChat Pay signs with "
+                "platform certificates (WECHAT_PLATFORM_CERTS) or the WeChat Pay public key "
+                "(WECHAT_PUBLIC_KEY_PATH and WECHAT_PUBLIC_KEY_ID), chosen by each answer's "
+                "Wechatpay-Serial; see the README"
+            )
+        if self.wechat_public_key_id and not self.wechat_public_key_id.startswith("PUB_KEY_ID_"):
+            raise ValueError("WECHAT_PUBLIC_KEY_ID starts with PUB_KEY_ID_")
+        if not self.wechat_public_key_id and not self.wechat_platform_cert_paths():
+            raise ValueError("WeChat Pay needs WECHAT_PLATFORM_CERTS or WECHAT_PUBLIC_KEY_ID")
+        return self
+
+    def wechat_platform_cert_paths(self) -> list[str]:
+        return [p.strip() for p in self.wechat_platform_certs.split(",") if p.strip()]
 
     def roles_by_key(self) -> dict[str, Role]:
         keys: dict[str, Role] = {}

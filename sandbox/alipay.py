@@ -1,4 +1,4 @@
-"""A local Alipay gateway (`POST /gateway.do`) for refunds, behaving as Alipay documents.
+"""A local Alipay gateway (`/gateway.do`, POST or GET) for refunds, behaving as Alipay documents.
 
 It verifies the app's RSA2 signature (40002 isv.invalid-signature otherwise), signs every answer
 with the "Alipay" platform key over the exact JSON text of the response node, refunds each
@@ -109,7 +109,8 @@ def create_alipay_app(
     def failure(method: str, code: str, msg: str, sub_code: str, sub_msg: str) -> Response:
         return answer(method, {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg})
 
-    @app.post("/gateway.do")
+    # Our client POSTs a form; Alipay's SDKs also GET with every parameter in the query string.
+    @app.api_route("/gateway.do", methods=["GET", "POST"])
     async def gateway(request: Request) -> Response:
         raw = (await request.body()).decode("utf-8")
         params = dict(parse_qsl(raw, keep_blank_values=True))

@@ -19,6 +19,7 @@ __all__ = ["PaymentRequest", "RefundStatusRequest", "gateway_control_router"]
 class PaymentRequest(BaseModel):
     amount: Annotated[int, Field(gt=0, strict=True)]
     channel: str | None = None
+    out_trade_no: str | None = None  # the merchant's number, when refunds name the trade by it
 
 
 class RefundStatusRequest(BaseModel):
@@ -36,9 +37,17 @@ def gateway_control_router(ledger: Ledger, faults: FaultPlan) -> APIRouter:
         """Make the gateway know a payment's total so that over-refunds are refused."""
         async with ledger.lock:
             ledger.payments[transaction_id] = PaymentRecord(
-                transaction_id=transaction_id, amount=body.amount, channel=body.channel
+                transaction_id=transaction_id,
+                amount=body.amount,
+                channel=body.channel,
+                out_trade_no=body.out_trade_no,
             )
-        return {"transaction_id": transaction_id, "amount": body.amount, "channel": body.channel}
+        return {
+            "transaction_id": transaction_id,
+            "amount": body.amount,
+            "channel": body.channel,
+            "out_trade_no": body.out_trade_no,
+        }
 
     @router.get("/refunds")
     async def list_refunds(

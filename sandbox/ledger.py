@@ -27,9 +27,10 @@ ABNORMAL = "ABNORMAL"
 
 @dataclass
 class PaymentRecord:
-    transaction_id: str
+    transaction_id: str  # the gateway's number for the payment
     amount: int
     channel: str | None = None
+    out_trade_no: str | None = None  # the merchant's number for it
 
 
 @dataclass

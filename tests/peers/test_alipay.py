@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 import pytest
@@ -255,3 +256,27 @@ async def test_no_status_stays_processing_until_settled_by_hand(
 async def test_settling_an_unknown_refund_by_hand_is_404(alipay_http: httpx.AsyncClient) -> None:
     answer = await alipay_http.put("/sandbox/refunds/nope", json={"status": "SUCCESS"})
     assert answer.status_code == 404
+
+
+async def test_the_sdks_get_with_everything_in_the_query_string_is_served(
+    alipay_http: httpx.AsyncClient, keys: Keys
+) -> None:
+    """Alipay's own SDKs call `GET /gateway.do?...` (values quote_plus-encoded)."""
+    params = {
+        "app_id": APP_ID,
+        "method": "alipay.trade.refund",
+        "charset": "utf-8",
+        "sign_type": "RSA2",
+        "timestamp": alipay_timestamp(),
+        "version": "1.0",
+        "biz_content": json.dumps(
+            {"trade_no": TRADE, "refund_amount": "2.50", "out_request_no": "R-13 a+b"},
+            separators=(",", ":"),
+        ),
+    }
+    params["sign"] = alipay_sign(keys.private("alipay_app"), params)
+    answer = await alipay_http.get("/gateway.do?" + urlencode(params, quote_via=quote_plus))
+    node = answer.json()["alipay_trade_refund_response"]
+    assert node["code"] == "10000" and node["fund_change"] == "Y"
+    [recorded] = await refunds_of(alipay_http)
+    assert recorded["out_refund_no"] == "R-13 a+b" and recorded["amount"] == 250

@@ -22,10 +22,11 @@ from peers.payouts import (
 )
 from peers.signing import wechatpay_encrypt, wechatpay_sign_response, wechatpay_verify_response
 from peers.wechatpay import WechatPayClient
-from sandbox.run import SANDBOX_WECHAT_PLATFORM_SERIAL
+from sandbox.wechatpay import transaction_id_for
 from tests.peers.conftest import (
     APIV3_KEY,
     NOTIFY_URL,
+    PUBLIC_KEY_ID,
     Keys,
     NotificationReceiver,
     TamperingTransport,
@@ -138,7 +139,7 @@ async def test_forged_notifications_raise(
     forged = json.dumps(envelope).encode()
     forged_headers = wechatpay_sign_response(
         other_keys.private("wechat_platform"),
-        serial_no=SANDBOX_WECHAT_PLATFORM_SERIAL,
+        serial_no=keys.cert_serial,
         body=forged,
     )
     with pytest.raises(SignatureInvalid):
@@ -151,7 +152,7 @@ async def test_forged_notifications_raise(
     }
     forged = json.dumps(envelope).encode()
     signed = wechatpay_sign_response(
-        keys.private("wechat_platform"), serial_no=SANDBOX_WECHAT_PLATFORM_SERIAL, body=forged
+        keys.private("wechat_platform"), serial_no=keys.cert_serial, body=forged
     )
     with pytest.raises(SignatureInvalid):
         wechat.parse_notification(signed, forged)
@@ -285,8 +286,9 @@ async def test_skewed_clock_answer_is_signed_but_ten_minutes_old(
     age = time.time() - int(answer.headers["Wechatpay-Timestamp"])
     assert 590 <= age <= 620
     # Signed correctly: only the clock is off.
+    assert answer.headers["Wechatpay-Serial"] == PUBLIC_KEY_ID  # the request named it
     assert wechatpay_verify_response(
-        keys.public("wechat_platform"), answer.headers, answer.content, max_skew_seconds=None
+        keys.public("wechat_pubkey"), answer.headers, answer.content, max_skew_seconds=None
     )
 
 
@@ -393,3 +395,19 @@ async def test_refund_status_set_by_hand_is_announced(
     assert settled.status_code == 200
     await receiver.wait_for(2)
     assert wechat.parse_notification(*receiver.received[1]).state is PayoutState.SUCCEEDED
+
+
+def test_wechat_transaction_ids_look_like_wechats_and_never_echo_the_trade_number() -> None:
+    tx = transaction_id_for("1900000001", "KAMI-ORDER-1001")
+    assert len(tx) == 28 and tx.startswith("4200") and tx.isdigit()
+    assert tx == transaction_id_for("1900000001", "KAMI-ORDER-1001")  # stable per trade
+    assert tx != transaction_id_for("1900000001", "KAMI-ORDER-1002")
+
+
+async def test_notifications_carry_the_signature_type(
+    wechat: WechatPayClient, receiver: NotificationReceiver
+) -> None:
+    await wechat.send_refund(order("R-27"))
+    await receiver.wait_for(1)
+    headers, _ = receiver.received[0]
+    assert headers["wechatpay-signature-type"] == "WECHATPAY2-SHA256-RSA2048"
