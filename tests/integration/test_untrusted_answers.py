@@ -255,7 +255,7 @@ async def test_a_refund_the_query_never_confirms_goes_to_a_person(system: System
     assert await money_reached_buyer(system, order) == 5000
 
 
-async def test_abnormal_is_sent_to_a_bank_card_on_a_supervisors_word(
+async def test_abnormal_is_sent_to_the_buyers_bank_card_on_a_supervisors_word(
     system: System,
 ) -> None:
     order = await system.record(card_key_order(channel="wechat"))
@@ -274,17 +274,23 @@ async def test_abnormal_is_sent_to_a_bank_card_on_a_supervisors_word(
         {
             "operator": "sre-li",
             "action": "abnormal_refund",
-            "to": "MERCHANT_BANK_CARD",
-            "note": "buyer's card closed; the merchant pays the buyer by bank transfer",
+            "to": "USER_BANK_CARD",
+            "bank_type": "ICBC_DEBIT",
+            "bank_account": "6212260000000000001",
+            "real_name": "张三",
+            "note": "buyer's old card was closed; new card confirmed by phone",
         },
         "admin",
     )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "refunding"
+    assert "6212260000000000001" not in r.text  # encrypted before the workflow saw it
     body = await system.wait_status(refund_id, "refunded", within=30)
 
     stages = [t["stage"] for t in body["timeline"]]
     assert stages.index("needs_attention") < stages.index("abnormal_refund_requested")
     (record,) = await system.gateway_refunds("wechat", order["payments"][0]["transaction_id"])
-    assert record["status"] == "SUCCESS" and record["rescue"]["type"] == "MERCHANT_BANK_CARD"
+    assert record["status"] == "SUCCESS" and record["rescue"]["type"] == "USER_BANK_CARD"
+    # Only WeChat could read the card: the sandbox decrypted it with its platform key.
+    assert record["rescue"]["bank_account"].endswith("0001")
     assert await money_reached_buyer(system, order) == 5000
