@@ -3,6 +3,8 @@ the lifespan, never per request."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +22,7 @@ from api.routers import (
     reports,
     reviews,
 )
+from api.streams import RefundWatch, StreamSlots
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from domain.policy import CurrentPolicy
@@ -32,19 +35,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
         app.state.settings = settings
         app.state.api_keys = settings.roles_by_key()
         app.state.sessions = make_session_factory(engine)
         app.state.reads = make_read_session_factory(engine)
+        app.state.watch = RefundWatch(app.state.reads, interval=settings.stream_poll_seconds)
+        app.state.stream_slots = StreamSlots(settings.stream_max_per_key)
         app.state.temporal = await connect(settings)
         app.state.policy = CurrentPolicy(settings.policy_path or None)
-        async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-            app.state.supplier = supplier_client(settings, http)
-            # Only used to verify notifications: the key material is the gateway's public key.
-            app.state.wechat = wechat_client(settings, http)
-            yield
-        await engine.dispose()
+        watching = asyncio.create_task(app.state.watch.run(), name="events-watch")
+        try:
+            async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+                app.state.supplier = supplier_client(settings, http)
+                # Only used to verify notifications: the key material is the gateway's public key.
+                app.state.wechat = wechat_client(settings, http)
+                yield
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await engine.dispose()
 
     app = FastAPI(
         title="kami-refunds",

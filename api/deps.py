@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.problems import Problem
+from api.streams import RefundWatch, StreamSlots
 from config.settings import Settings
 from domain.types import Role
 from store.db import SessionFactory
@@ -51,6 +52,16 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _watch(request: Request) -> RefundWatch:
+    watch: RefundWatch = request.app.state.watch
+    return watch
+
+
+def _stream_slots(request: Request) -> StreamSlots:
+    slots: StreamSlots = request.app.state.stream_slots
+    return slots
+
+
 # Endpoints that write take SessionDep; the rest read through snapshots that never wait for
 # a writer (on SQLite, writers hold the lock from BEGIN).
 SessionDep = Annotated[AsyncSession, Depends(_session)]
@@ -58,6 +69,8 @@ ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 ReadSessionsDep = Annotated[SessionFactory, Depends(_sessions)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+WatchDep = Annotated[RefundWatch, Depends(_watch)]
+StreamSlotsDep = Annotated[StreamSlots, Depends(_stream_slots)]
 
 
 # HTTPBearer (not a bare header) so the API docs page offers an "Authorize" button.

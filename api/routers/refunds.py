@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
-from api import intake
+from api import intake, streams
 from api.deps import (
     Platform,
     PlatformOrReviewer,
@@ -22,7 +20,9 @@ from api.deps import (
     Reviewer,
     SessionDep,
     SettingsDep,
+    StreamSlotsDep,
     TemporalDep,
+    WatchDep,
 )
 from api.problems import Problem, field_error
 from domain.model import Identifier
@@ -40,7 +40,6 @@ from domain.refund import (
 )
 from domain.types import RefundStatus
 from store import refunds as refund_rows
-from store.db import SessionFactory
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 
@@ -130,35 +129,53 @@ async def get_refund(
     return await _body(session, refund_id)
 
 
+# SSE ids are timeline positions; a refund's timeline is far shorter than this.
+MAX_EVENT_ID = 1_000_000
+
+
 @router.get(
     "/{refund_id}/events",
     summary="Timeline entries as text/event-stream until a terminal status",
     response_class=StreamingResponse,
 )
 async def refund_events(
-    refund_id: Identifier, session: ReadSessionDep, sessions: ReadSessionsDep, _: PlatformOrReviewer
+    refund_id: Identifier,
+    sessions: ReadSessionsDep,
+    watch: WatchDep,
+    slots: StreamSlotsDep,
+    settings: SettingsDep,
+    caller: PlatformOrReviewer,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=MAX_EVENT_ID,
+            description="resume after this entry (sent back by SSE clients on reconnect)",
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    await _body(session, refund_id)
-    return StreamingResponse(_stream(sessions, refund_id), media_type="text/event-stream")
-
-
-async def _stream(sessions: SessionFactory, refund_id: str) -> AsyncIterator[bytes]:
-    sent = 0
-    while True:
-        async with sessions() as session:
-            body = await refund_rows.load_body(session, refund_id)
-        if body is None:
-            return
-        for entry in body.timeline[sent:]:
-            data = json.dumps(
-                {**entry.model_dump(mode="json"), "status": body.status.value}, ensure_ascii=False
-            )
-            yield f"id: {sent + 1}\nevent: timeline\ndata: {data}\n\n".encode()
-            sent += 1
-        if body.status.is_terminal:
-            yield f"event: end\ndata: {json.dumps({'status': body.status.value})}\n\n".encode()
-            return
-        await asyncio.sleep(0.5)
+    # A short session for the 404 check: the stream itself holds none while it waits.
+    async with sessions() as session:
+        await _body(session, refund_id)
+    slot = slots.take(caller.key_id)
+    stream = streams.refund_events(
+        refund_id,
+        reads=sessions,
+        watch=watch,
+        slot=slot,
+        after=last_event_id or 0,
+        lifetime=settings.stream_max_seconds,
+        keep_alive=settings.stream_keepalive_seconds,
+    )
+    # The stream gives its slot back when it ends; the background task covers a client gone
+    # before the stream ever started.
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+        background=BackgroundTask(slot.release),
+    )
 
 
 def _handle(temporal: Client, body: RefundBody) -> WorkflowHandle[Any, Any]:
