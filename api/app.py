@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from api import problems
+from api.edge import EdgeGuard, RateLimits, limit_buyer_writes
 from api.routers import (
     admin,
     distributors,
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.settings = settings
         app.state.api_keys = settings.roles_by_key()
+        app.state.buyer_limits = RateLimits("buyer", settings.rate_limit_per_buyer)
         app.state.sessions = make_session_factory(engine)
         app.state.reads = make_read_session_factory(engine)
         app.state.watch = RefundWatch(app.state.reads, interval=settings.stream_poll_seconds)
@@ -68,8 +71,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Self-service refunds for card-key shops. Every `/v1` call carries "
         "`Authorization: Bearer <key>`; errors are `application/problem+json`.",
         lifespan=lifespan,
+        dependencies=[Depends(limit_buyer_writes)],
     )
     problems.install(app)
+    # Added last, runs first: the key and the Content-Length are checked before anything
+    # reads the body; chunked bodies are counted as they stream in.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeGuard,
+        max_body_bytes=settings.max_body_bytes,
+        per_key=RateLimits("key", settings.rate_limit_per_key),
+    )
     for module in (orders, refunds, reviews, notifications, distributors, admin, gateways, reports):
         app.include_router(module.router)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,7 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.problems import Problem
+from api.edge import key_id
+from api.problems import Problem, unauthorized
 from api.streams import RefundWatch, StreamSlots
 from config.settings import Settings
 from domain.types import Role
@@ -83,15 +83,9 @@ def _authenticate(
     keys: dict[str, Role] = request.app.state.api_keys
     token = credentials.credentials if credentials else ""
     role = keys.get(token)
-    if role is None:
-        raise Problem(
-            401,
-            "unauthorized",
-            "Missing or unknown API key",
-            "send Authorization: Bearer <key>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return Caller(key_id=hashlib.sha256(token.encode()).hexdigest()[:16], role=role)
+    if role is None:  # api.edge refused it already; kept for routes mounted without the edge
+        raise unauthorized()
+    return Caller(key_id=key_id(token), role=role)
 
 
 def require(*roles: Role) -> Callable[..., Caller]:

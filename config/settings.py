@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # `limits` notation, several separated by ";" ("100/second;2000/minute"); empty: no limit.
     # Counted per API key on every write (POST/PUT/PATCH/DELETE), and per buyer (the body's
     # buyer_id, scoped to the key) on writes that name one.
-    rate_limit_per_key: str = "100/second"
+    rate_limit_per_key: str = "1000/second"
     rate_limit_per_buyer: str = "300/minute"
 
     # GET /v1/refunds/{id}/events: open streams per key, a stream's lifetime (the client
