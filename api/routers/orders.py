@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Response
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Platform, PlatformOrReviewer, ReadSessionDep, SessionDep
+from api.deps import Platform, PlatformOrReviewer, ReadSessionDep, SessionDep, SettingsDep
+from api.plausible import refuse_future_times
 from api.problems import Problem
 from domain.model import Identifier, utcnow
 from domain.order import Order, UsageReport
@@ -29,11 +31,13 @@ def _conflict(order_id: str) -> Problem:
 
 @router.post("", status_code=201, summary="Record an order the platform has taken")
 async def record_order(
-    order: Order, session: SessionDep, _: Platform, response: Response
+    order: Order, session: SessionDep, settings: SettingsDep, _: Platform, response: Response
 ) -> dict[str, Any]:
+    now = utcnow()
+    refuse_future_times(order, now=now, skew=timedelta(seconds=settings.max_clock_skew_seconds))
     try:
         async with session.begin():
-            recorded = await orders.record_order(session, order, now=utcnow())
+            recorded = await orders.record_order(session, order, now=now)
     except orders.OrderConflict:
         raise _conflict(order.order_id) from None
     except IntegrityError:

@@ -7,7 +7,7 @@ import base64
 import copy
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -261,10 +261,10 @@ async def test_order_is_idempotent_on_order_id(system: System) -> None:
 
 async def test_offset_times_are_accepted_and_normalised_to_utc(system: System) -> None:
     order = card_key_order()
-    order["created_at"] = "2026-11-20T16:00:00+08:00"
-    order["paid_at"] = "2026-11-20T16:00:05+08:00"
-    order["payments"][0]["paid_at"] = "2026-11-20T03:00:05-05:00"
-    order["items"][0]["card_keys"][0]["delivered_at"] = "2026-11-20T08:00:06Z"
+    order["created_at"] = "2025-11-20T16:00:00+08:00"
+    order["paid_at"] = "2025-11-20T16:00:05+08:00"
+    order["payments"][0]["paid_at"] = "2025-11-20T03:00:05-05:00"
+    order["items"][0]["card_keys"][0]["delivered_at"] = "2025-11-20T08:00:06Z"
     r = await system.post("/v1/orders", order)
     assert r.status_code == 201, r.text
 
@@ -275,14 +275,62 @@ async def test_offset_times_are_accepted_and_normalised_to_utc(system: System) -
         return parsed
 
     for shown in (r.json(), (await system.get(f"/v1/orders/{order['order_id']}")).json()):
-        assert utc(shown["created_at"]) == datetime(2026, 11, 20, 8, 0, 0, tzinfo=UTC)
-        assert utc(shown["paid_at"]) == datetime(2026, 11, 20, 8, 0, 5, tzinfo=UTC)
-        assert utc(shown["payments"][0]["paid_at"]) == datetime(2026, 11, 20, 8, 0, 5, tzinfo=UTC)
+        assert utc(shown["created_at"]) == datetime(2025, 11, 20, 8, 0, 0, tzinfo=UTC)
+        assert utc(shown["paid_at"]) == datetime(2025, 11, 20, 8, 0, 5, tzinfo=UTC)
+        assert utc(shown["payments"][0]["paid_at"]) == datetime(2025, 11, 20, 8, 0, 5, tzinfo=UTC)
     # The same instants spelled in UTC are the same order.
     same = copy.deepcopy(order)
-    same["created_at"] = "2026-11-20T08:00:00Z"
-    same["paid_at"] = "2026-11-20T08:00:05+00:00"
+    same["created_at"] = "2025-11-20T08:00:00Z"
+    same["paid_at"] = "2025-11-20T08:00:05+00:00"
     assert (await system.post("/v1/orders", same)).status_code == 200
+
+
+FUTURE_TIMES = [
+    (("created_at",), "created_at"),
+    (("paid_at",), "paid_at"),
+    (("payments", 0, "paid_at"), "payments[0].paid_at"),
+    (("items", 0, "card_keys", 0, "delivered_at"), "items[0].card_keys[0].delivered_at"),
+]
+
+
+def from_now(**delta: float) -> str:
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat()
+
+
+@pytest.mark.parametrize(("path", "field"), FUTURE_TIMES, ids=[f for _, f in FUTURE_TIMES])
+@pytest.mark.parametrize(
+    "when",
+    ["9999-12-31T00:00:00Z", "2999-01-01T00:00:00+08:00", "in an hour"],
+)
+async def test_order_time_in_the_future_is_422(
+    system: System, path: tuple[str | int, ...], field: str, when: str
+) -> None:
+    """An order "paid" in year 9999 was accepted and refunded "0 minutes after payment"."""
+    order = card_key_order()
+    if when == "in an hour":
+        when = from_now(hours=1)
+    body = problem(await system.post("/v1/orders", _with(order, when, *path)), 422, field)
+    assert [e["field"] for e in body["errors"]] == [field]
+    assert "future" in body["errors"][0]["message"]
+    await assert_no_order(system, order["order_id"])
+
+
+async def test_every_future_time_is_named(system: System) -> None:
+    order = card_key_order()
+    for path, _ in FUTURE_TIMES:
+        order = _with(order, from_now(days=2), *path)
+    body = problem(await system.post("/v1/orders", order), 422)
+    assert sorted(e["field"] for e in body["errors"]) == sorted(f for _, f in FUTURE_TIMES)
+    await assert_no_order(system, order["order_id"])
+
+
+async def test_order_time_within_the_clock_skew_is_accepted(system: System) -> None:
+    order = card_key_order()
+    ahead = from_now(seconds=system.settings.max_clock_skew_seconds / 3)
+    for path, _ in FUTURE_TIMES:
+        order = _with(order, ahead, *path)
+    r = await system.post("/v1/orders", order)
+    assert r.status_code == 201, r.text
 
 
 # -- POST /v1/orders/{id}/usage -----------------------------------------------------------
