@@ -4,7 +4,9 @@ the account negative: a debt the distributor owes (DOMAIN "Money")."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import Platform, ReadSessionDep, SessionDep
@@ -73,7 +75,10 @@ async def withdraw(
 
 @router.get("/{beneficiary_id}/account", summary="A distributor's commission balances")
 async def account(
-    beneficiary_id: Identifier, session: ReadSessionDep, _: Platform, currency: str = "CNY"
+    beneficiary_id: Identifier,
+    session: ReadSessionDep,
+    _: Platform,
+    currency: Annotated[Currency, Query()] = "CNY",
 ) -> CommissionAccount:
     return CommissionAccount(
         beneficiary_id=beneficiary_id,

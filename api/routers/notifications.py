@@ -19,6 +19,10 @@ from store.outbox import SUPERVISORS
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
+# Notification ids are 32-bit integers on PostgreSQL (SQLite's are wider): a larger cursor
+# cannot even be compared with them, so it is a 422, not a 500 (issue 8).
+MAX_NOTIFICATION_ID = 2**31 - 1
+
 Recipient = Annotated[
     str, Query(pattern=r"^(buyer:|distributor:)[A-Za-z0-9._:@\-]{1,128}$|^supervisors$")
 ]
@@ -44,7 +48,7 @@ async def inbox(
     recipient: Recipient,
     session: ReadSessionDep,
     caller: PlatformOrReviewer,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_NOTIFICATION_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Inbox:
     if recipient == SUPERVISORS and caller.role is Role.PLATFORM:

@@ -764,6 +764,32 @@ async def test_bad_review_query_is_422(system: System) -> None:
     problem(await system.get("/v1/reviews?limit=201", role="reviewer"), 422, "limit")
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("after_id=9223372036854775808", "after_id"),  # 2^63: a 500 before (issue 8)
+        ("after_id=2147483648", "after_id"),  # past the id column's range
+        ("after_id=" + "9" * 40, "after_id"),
+        ("after_id=-1", "after_id"),
+        ("limit=201", "limit"),
+    ],
+)
+async def test_bad_inbox_query_is_422(system: System, query: str, field: str) -> None:
+    r = await system.get(f"/v1/notifications?recipient=buyer:U-42&{query}")
+    problem(r, 422, field)
+
+
+async def test_largest_inbox_cursor_is_an_empty_page(system: System) -> None:
+    r = await system.get("/v1/notifications?recipient=buyer:U-42&after_id=2147483647")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"notifications": [], "next_after_id": None}
+
+
+@pytest.mark.parametrize("currency", ["cny", "CNYX", "", "%00"])
+async def test_bad_account_currency_is_422(system: System, currency: str) -> None:
+    problem(await system.get(f"/v1/distributors/U-7/account?currency={currency}"), 422, "currency")
+
+
 async def test_idempotency_key_of_255_characters_is_fine(system: System) -> None:
     o = await system.record(card_key_order())
     key = {"Idempotency-Key": unique("k").ljust(255, "k")}
