@@ -14,6 +14,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from api import problems
 from api.edge import EdgeGuard, RateLimits, limit_buyer_writes
+from api.openapi import document_router, install_problem_schema
 from api.routers import (
     admin,
     distributors,
@@ -83,7 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         per_key=RateLimits("key", settings.rate_limit_per_key),
     )
     for module in (orders, refunds, reviews, notifications, distributors, admin, gateways, reports):
+        document_router(module.router)
         app.include_router(module.router)
+    install_problem_schema(app)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)
     async def healthz() -> dict[str, str]:

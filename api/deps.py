@@ -103,6 +103,7 @@ def require(*roles: Role) -> Callable[..., Caller]:
             )
         return caller
 
+    check.allowed_roles = frozenset(allowed)  # type: ignore[attr-defined]  # for api.openapi
     return check
 
 

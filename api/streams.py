@@ -32,6 +32,24 @@ from store.models import RefundRow, TimelineRow
 log = logging.getLogger(__name__)
 
 KEEP_ALIVE = b": keep-alive\n\n"
+# One event of the stream, for the OpenAPI document (3.2's `itemSchema`).
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["timeline", "end"]},
+        "id": {
+            "type": "string",
+            "pattern": "^[1-9][0-9]*$",
+            "description": "a timeline entry's position, from 1; send it back as Last-Event-ID",
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "timeline: the entry and the refund's status now; end: the status",
+        },
+    },
+}
 # Refunds looked up per query by the watcher (SQL parameter lists stay small).
 WATCH_CHUNK = 500
 

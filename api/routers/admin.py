@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 
 from api.deps import Admin, ReadSessionDep, Reviewer, SessionDep
+from api.openapi import problem_responses
 from api.problems import Problem
 from domain.model import Identifier, LongText, utcnow
 from domain.policy import CurrentPolicy
@@ -81,7 +82,12 @@ async def put_blacklist(
     return _entry(row)
 
 
-@router.delete("/blacklist/{kind}/{value}", status_code=204, summary="Remove from the blacklist")
+@router.delete(
+    "/blacklist/{kind}/{value}",
+    status_code=204,
+    summary="Remove from the blacklist",
+    responses=problem_responses(404),
+)
 async def delete_blacklist(
     kind: BlacklistKind, value: Annotated[Identifier, Path()], session: SessionDep, _: Admin
 ) -> Response:
@@ -122,7 +128,11 @@ async def policy_status(request: Request, _: Admin) -> PolicyStatus:
     )
 
 
-@router.post("/explain", summary="Replay the decision for an order without creating a refund")
+@router.post(
+    "/explain",
+    summary="Replay the decision for an order without creating a refund",
+    responses=problem_responses(404),
+)
 async def explain_decision(
     req: ExplainRequest, request: Request, session: ReadSessionDep, _: Reviewer
 ) -> Explanation:

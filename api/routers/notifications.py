@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from api.deps import PlatformOrReviewer, ReadSessionDep
+from api.openapi import problem_responses
 from api.problems import Problem
 from domain.types import Role
 from store.models import NotificationRow
@@ -43,7 +44,11 @@ class Inbox(BaseModel):
     next_after_id: int | None
 
 
-@router.get("", summary="A buyer's, distributor's or the supervisors' notifications, oldest first")
+@router.get(
+    "",
+    summary="A buyer's, distributor's or the supervisors' notifications, oldest first",
+    responses=problem_responses(403),
+)
 async def inbox(
     recipient: Recipient,
     session: ReadSessionDep,

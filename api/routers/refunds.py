@@ -24,6 +24,7 @@ from api.deps import (
     TemporalDep,
     WatchDep,
 )
+from api.openapi import problem_responses
 from api.problems import Problem, field_error
 from domain.model import Identifier
 from domain.refund import (
@@ -65,6 +66,10 @@ def accepted(refund_id: str, status: RefundStatus) -> RefundAccepted:
     response_model=RefundAccepted,
     response_model_by_alias=True,
     summary='The buyer clicked "apply for refund"',
+    responses={
+        200: {"model": RefundAccepted, "description": "A repeat of an earlier request"},
+        **problem_responses(403, 404, 409, 503),
+    },
 )
 async def create_refund(
     request: RefundRequest,
@@ -122,7 +127,7 @@ async def _body(session: Any, refund_id: str) -> RefundBody:
     return body
 
 
-@router.get("/{refund_id}", summary="Where a refund stands")
+@router.get("/{refund_id}", summary="Where a refund stands", responses=problem_responses(404))
 async def get_refund(
     refund_id: Identifier, session: ReadSessionDep, _: PlatformOrReviewer
 ) -> RefundBody:
@@ -137,6 +142,14 @@ MAX_EVENT_ID = 1_000_000
     "/{refund_id}/events",
     summary="Timeline entries as text/event-stream until a terminal status",
     response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`id:` (the entry's position), `event: timeline`, `data:` (JSON) "
+            "per entry; `event: end` at a terminal status; `:` comments keep it alive",
+            "content": {"text/event-stream": {"itemSchema": streams.EVENT_SCHEMA}},
+        },
+        **problem_responses(404, 429),
+    },
 )
 async def refund_events(
     refund_id: Identifier,
@@ -210,6 +223,7 @@ def _not_now(body: RefundBody, what: str) -> Problem:
     status_code=202,
     response_model_by_alias=True,
     summary="Add evidence while the refund is open",
+    responses=problem_responses(404, 409),
 )
 async def add_evidence(
     refund_id: Identifier,
@@ -230,6 +244,7 @@ async def add_evidence(
     status_code=202,
     response_model_by_alias=True,
     summary="The buyer withdraws the refund (until money starts to move)",
+    responses=problem_responses(403, 404, 409),
 )
 async def cancel(
     refund_id: Identifier,
@@ -252,6 +267,7 @@ async def cancel(
     status_code=202,
     response_model_by_alias=True,
     summary="Appeal a rejection, once",
+    responses=problem_responses(403, 404, 409),
 )
 async def appeal(
     refund_id: Identifier,
@@ -281,6 +297,7 @@ async def appeal(
     response_model_by_alias=True,
     tags=["reviews"],
     summary="A reviewer approves (optionally a smaller amount)",
+    responses=problem_responses(404, 409),
 )
 async def approve(
     refund_id: Identifier,
@@ -304,6 +321,7 @@ async def approve(
     response_model_by_alias=True,
     tags=["reviews"],
     summary="A reviewer rejects",
+    responses=problem_responses(404, 409),
 )
 async def reject(
     refund_id: Identifier,
