@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, StringConstraints
 from sqlalchemy import delete, select
 
 from api.deps import Admin, ReadSessionDep, Reviewer, SessionDep
 from api.openapi import problem_responses
 from api.problems import Problem
-from domain.model import Identifier, LongText, utcnow
+from domain.model import Identifier, utcnow
 from domain.policy import CurrentPolicy
 from ops.explain import ExplainRequest, Explanation, UnknownOrder, explain
 from store import audit, ledger
@@ -32,7 +32,8 @@ class BlacklistEntry(BaseModel):
 
 
 class BlacklistBody(BaseModel):
-    reason: LongText = Field(min_length=1)
+    # The column holds 500 characters (a longer reason was a 500 on PostgreSQL); no NUL.
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00]*$")]
 
 
 class Blacklist(BaseModel):

@@ -790,6 +790,35 @@ async def test_bad_account_currency_is_422(system: System, currency: str) -> Non
     problem(await system.get(f"/v1/distributors/U-7/account?currency={currency}"), 422, "currency")
 
 
+async def test_blacklist_reason_longer_than_stored_is_422(system: System) -> None:
+    """A 501-character reason was a 500 on PostgreSQL (the column holds 500)."""
+    path = f"/v1/admin/blacklist/buyer/{unique('U')}"
+    headers = {"Authorization": f"Bearer {KEYS['admin']}"}
+    r = await system.http.put(system.url(path), json={"reason": "r" * 501}, headers=headers)
+    problem(r, 422, "reason")
+    r = await system.http.put(system.url(path), json={"reason": "r" * 500}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert (await system.http.delete(system.url(path), headers=headers)).status_code == 204
+
+
+async def test_longest_distributor_and_withdrawal_ids(system: System) -> None:
+    """Ids at their 128-character limit each: the withdrawal's ledger transaction is named by
+    both, which must fit its column (on PostgreSQL an overlong name was a 500)."""
+    distributor = "D" * 128
+    order = card_key_order(amount=5000)
+    order["commissions"] = [{"beneficiary_id": distributor, "level": 1, "amount": 500}]
+    await system.record(order)
+    path = f"/v1/distributors/{distributor}/withdrawals"
+    r = await system.post(path, {"withdrawal_id": "W" * 128, "amount": 100})
+    problem(r, 422, "withdrawal_id")
+    fits = "W" * (200 - len(f"withdrawal:{distributor}:"))
+    r = await system.post(path, {"withdrawal_id": fits, "amount": 100})
+    assert r.status_code == 200, r.text
+    assert r.json()["available"] == 400
+    again = await system.post(path, {"withdrawal_id": fits, "amount": 100})
+    assert again.status_code == 200 and again.json()["available"] == 400
+
+
 async def test_idempotency_key_of_255_characters_is_fine(system: System) -> None:
     o = await system.record(card_key_order())
     key = {"Idempotency-Key": unique("k").ljust(255, "k")}
