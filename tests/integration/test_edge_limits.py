@@ -61,22 +61,30 @@ async def raw_exchange(
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     sent = 0
+
+    async def send_body() -> None:
+        nonlocal sent
+        if chunks is None:
+            return
+        async for chunk in chunks:
+            try:
+                writer.write(chunk)
+                await writer.drain()
+            except ConnectionError:
+                return  # the server answered and closed: the rest was never wanted
+            sent += len(chunk)
+
     try:
         writer.write(head.encode())
         await writer.drain()
-        answer = asyncio.ensure_future(reader.readuntil(b"\r\n\r\n"))
-        if chunks is not None:
-            async for chunk in chunks:
-                if answer.done():
-                    break
-                try:
-                    writer.write(chunk)
-                    await writer.drain()
-                except ConnectionError:
-                    break  # the server answered and closed: the rest was never wanted
-                sent += len(chunk)
-        async with asyncio.timeout(within):
-            raw_head = await answer
+        sending = asyncio.create_task(send_body())
+        try:
+            async with asyncio.timeout(within):
+                raw_head = await reader.readuntil(b"\r\n\r\n")
+        finally:
+            sending.cancel()  # stop at the answer: the server may no longer be reading
+            with contextlib.suppress(asyncio.CancelledError):
+                await sending
         lines = raw_head.decode().split("\r\n")
         status = int(lines[0].split()[1])
         headers = {
