@@ -8,7 +8,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from limits import parse_many
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.types import Role
@@ -75,6 +76,32 @@ class Settings(BaseSettings):
 
     http_timeout_seconds: float = 10.0
 
+    # The database pool of the API process (issue 8: a crowd of callers must not drain it).
+    # A request that waits longer than the pool timeout for a connection gets 503.
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1000)
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    # Limits at the HTTP edge, checked before any work (README, "Limits").
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # `limits` notation, several separated by ";" ("100/second;2000/minute"); empty: no limit.
+    # Counted per API key on every write (POST/PUT/PATCH/DELETE), and per buyer (the body's
+    # buyer_id, scoped to the key) on writes that name one.
+    rate_limit_per_key: str = "1000/second"
+    rate_limit_per_buyer: str = "300/minute"
+
+    # GET /v1/refunds/{id}/events: open streams per key, a stream's lifetime (the client
+    # reconnects with Last-Event-ID), how often one watcher looks for changes for all open
+    # streams, and the keep-alive comment interval.
+    stream_max_per_key: int = Field(default=500, ge=1)
+    stream_max_seconds: float = Field(default=900.0, gt=0)
+    stream_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0)
+
+    # Times in a request may run ahead of this server's clock by at most this much (clock skew
+    # between the platform and us); later ones are refused as implausible.
+    max_clock_skew_seconds: float = Field(default=300.0, ge=0)
+
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
         if self.environment == "production":
@@ -107,6 +134,13 @@ class Settings(BaseSettings):
 
     def wechat_platform_cert_paths(self) -> list[str]:
         return [p.strip() for p in self.wechat_platform_certs.split(",") if p.strip()]
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_buyer")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        if value.strip():
+            parse_many(value)  # ValueError names the bad part
+        return value.strip()
 
     def roles_by_key(self) -> dict[str, Role]:
         keys: dict[str, Role] = {}

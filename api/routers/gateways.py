@@ -3,11 +3,15 @@ authentication, and a forged or replayed notification changes nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from temporalio.service import RPCError
 
 from api.deps import ReadSessionDep, TemporalDep
+from api.openapi import problem_responses
 from domain.types import PayoutState
 from peers.payouts import GatewayError
 from store.models import PayoutRow
@@ -16,8 +20,26 @@ from workflows.messages import GatewayNotice
 router = APIRouter(prefix="/v1/gateways", tags=["gateways"])
 
 
+class GatewayAnswer(BaseModel):
+    """WeChat Pay's own answer shape: a non-2xx makes it retry."""
+
+    code: str
+    message: str
+
+
+def _answer(description: str) -> dict[str, Any]:
+    return {"model": GatewayAnswer, "description": description}
+
+
 @router.post(
-    "/wechat/notify", summary="WeChat Pay refund notification (REFUND.SUCCESS/ABNORMAL/CLOSED)"
+    "/wechat/notify",
+    summary="WeChat Pay refund notification (REFUND.SUCCESS/ABNORMAL/CLOSED)",
+    response_model=GatewayAnswer,
+    responses={
+        401: _answer("Signature or body not verified: refused, changes nothing"),
+        404: _answer("Unknown out_refund_no"),
+        **problem_responses(413),
+    },
 )
 async def wechat_notify(
     request: Request, session: ReadSessionDep, temporal: TemporalDep

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -20,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
-from api import intake
+from api import intake, streams
 from api.deps import (
     Admin,
     Platform,
@@ -30,8 +29,11 @@ from api.deps import (
     Reviewer,
     SessionDep,
     SettingsDep,
+    StreamSlotsDep,
     TemporalDep,
+    WatchDep,
 )
+from api.openapi import problem_responses
 from api.problems import Problem, field_error
 from domain.model import Identifier
 from domain.refund import (
@@ -48,7 +50,6 @@ from domain.refund import (
 )
 from domain.types import RefundStatus
 from store import refunds as refund_rows
-from store.db import SessionFactory
 from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
@@ -72,6 +73,10 @@ def accepted(refund_id: str, status: RefundStatus) -> RefundAccepted:
     response_model=RefundAccepted,
     response_model_by_alias=True,
     summary='The buyer clicked "apply for refund"',
+    responses={
+        200: {"model": RefundAccepted, "description": "A repeat of an earlier request"},
+        **problem_responses(403, 404, 409, 503),
+    },
 )
 async def create_refund(
     request: RefundRequest,
@@ -129,42 +134,68 @@ async def _body(session: Any, refund_id: str) -> RefundBody:
     return body
 
 
-@router.get("/{refund_id}", summary="Where a refund stands")
+@router.get("/{refund_id}", summary="Where a refund stands", responses=problem_responses(404))
 async def get_refund(
     refund_id: Identifier, session: ReadSessionDep, _: PlatformOrReviewer
 ) -> RefundBody:
     return await _body(session, refund_id)
 
 
+# SSE ids are timeline positions; a refund's timeline is far shorter than this.
+MAX_EVENT_ID = 1_000_000
+
+
 @router.get(
     "/{refund_id}/events",
     summary="Timeline entries as text/event-stream until a terminal status",
     response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`id:` (the entry's position), `event: timeline`, `data:` (JSON) "
+            "per entry; `event: end` at a terminal status; `:` comments keep it alive",
+            "content": {"text/event-stream": {"itemSchema": streams.EVENT_SCHEMA}},
+        },
+        **problem_responses(404, 429),
+    },
 )
 async def refund_events(
-    refund_id: Identifier, session: ReadSessionDep, sessions: ReadSessionsDep, _: PlatformOrReviewer
+    refund_id: Identifier,
+    sessions: ReadSessionsDep,
+    watch: WatchDep,
+    slots: StreamSlotsDep,
+    settings: SettingsDep,
+    caller: PlatformOrReviewer,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=MAX_EVENT_ID,
+            description="resume after this entry (sent back by SSE clients on reconnect)",
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    await _body(session, refund_id)
-    return StreamingResponse(_stream(sessions, refund_id), media_type="text/event-stream")
-
-
-async def _stream(sessions: SessionFactory, refund_id: str) -> AsyncIterator[bytes]:
-    sent = 0
-    while True:
-        async with sessions() as session:
-            body = await refund_rows.load_body(session, refund_id)
-        if body is None:
-            return
-        for entry in body.timeline[sent:]:
-            data = json.dumps(
-                {**entry.model_dump(mode="json"), "status": body.status.value}, ensure_ascii=False
-            )
-            yield f"id: {sent + 1}\nevent: timeline\ndata: {data}\n\n".encode()
-            sent += 1
-        if body.status.is_terminal:
-            yield f"event: end\ndata: {json.dumps({'status': body.status.value})}\n\n".encode()
-            return
-        await asyncio.sleep(0.5)
+    # A short session for the 404 check: the stream itself holds none while it waits.
+    async with sessions() as session:
+        await _body(session, refund_id)
+    slot = slots.take(caller.key_id)
+    stream = streams.refund_events(
+        refund_id,
+        reads=sessions,
+        watch=watch,
+        slot=slot,
+        after=last_event_id or 0,
+        lifetime=settings.stream_max_seconds,
+        keep_alive=settings.stream_keepalive_seconds,
+    )
+    # The stream gives its slot back when it ends; the background task covers a client gone
+    # before the stream ever started.
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+        background=BackgroundTask(slot.release),
+    )
 
 
 def _handle(temporal: Client, body: RefundBody) -> WorkflowHandle[RefundWorkflow, RefundBody]:
@@ -237,6 +268,7 @@ def _refused(body: RefundBody, cause: BaseException | None) -> Problem:
     status_code=202,
     response_model_by_alias=True,
     summary="Add evidence while the refund is open",
+    responses=problem_responses(404, 409, 503),
 )
 async def add_evidence(
     refund_id: Identifier,
@@ -254,6 +286,7 @@ async def add_evidence(
     status_code=202,
     response_model_by_alias=True,
     summary="The buyer withdraws the refund (until money starts to move)",
+    responses=problem_responses(403, 404, 409, 503),
 )
 async def cancel(
     refund_id: Identifier,
@@ -272,6 +305,7 @@ async def cancel(
     status_code=202,
     response_model_by_alias=True,
     summary="Appeal a rejection, once",
+    responses=problem_responses(403, 404, 409, 503),
 )
 async def appeal(
     refund_id: Identifier,
@@ -291,6 +325,7 @@ async def appeal(
     response_model_by_alias=True,
     tags=["reviews"],
     summary="A reviewer approves (optionally a smaller amount)",
+    responses=problem_responses(404, 409, 503),
 )
 async def approve(
     refund_id: Identifier,
@@ -309,6 +344,7 @@ async def approve(
     response_model_by_alias=True,
     tags=["reviews"],
     summary="A reviewer rejects",
+    responses=problem_responses(404, 409, 503),
 )
 async def reject(
     refund_id: Identifier,
@@ -324,6 +360,10 @@ async def reject(
 @router.post(
     "/{refund_id}/resolve",
     tags=["reviews"],
+    responses={
+        202: {"model": RefundBody, "description": "Accepted; still being carried out"},
+        **problem_responses(404, 409, 503),
+    },
     summary="A supervisor resolves a refund that needs attention",
     description="For refunds in `needs_attention` (a gateway answered ABNORMAL, or its "
     "answers could not be verified in time): `verify` asks the gateway again with a signed "
