@@ -1,182 +1,41 @@
-"""What the RefundWorkflow sends its activities and gets back: one model each way,
-so fields can be added without breaking histories already recorded."""
+"""The activities' messages, as the workflow imports them. They live in
+`workflow_api.messages`, beside the workflow's other public words, so the API and the
+sweeper can use them without importing `activities/`."""
 
-from __future__ import annotations
-
-from datetime import datetime
-from enum import StrEnum
-from typing import Any
-
-from pydantic import Field
-
-from domain.model import Model
-from domain.order import CardKeyRef, ClientInfo, Order
-from domain.policy import Policy
-from domain.refund import (
-    CommissionView,
-    Evidence,
-    RefundBody,
-    RefundItemRequest,
-    TimelineEntry,
+from workflow_api.messages import (
+    AbandonPayout,
+    AbnormalRescue,
+    AuditEvent,
+    CaseFile,
+    CaseRequest,
+    CommissionAction,
+    CommissionAnswer,
+    CommissionRequest,
+    GatewayNotice,
+    KeysAnswer,
+    KeysRequest,
+    PayoutRequest,
+    ProgressReport,
+    RefundInput,
+    RiskRequest,
+    SettlementQuery,
 )
-from domain.types import KeyState, PaymentChannel, RefundReason
 
-
-class RefundInput(Model):
-    """The workflow's start argument: what the API stored when the buyer clicked."""
-
-    refund_id: str
-    order_id: str
-    buyer_id: str
-    merchant_id: str
-    reason: RefundReason
-    reason_text: str = ""
-    items: list[RefundItemRequest]
-    evidence: list[Evidence] = Field(default_factory=list)
-    client: ClientInfo | None = None
-    amount: int
-    currency: str = "CNY"
-    created_at: datetime
-
-
-class CaseRequest(Model):
-    refund_id: str
-    order_id: str
-
-
-class CaseFile(Model):
-    """The order as stored now, what other refunds already took, and the policy in force."""
-
-    order: Order | None
-    already_refunded: dict[str, int] = Field(default_factory=dict)
-    policy: Policy
-    policy_version: str
-    policy_error: str | None = None
-
-
-class RiskRequest(Model):
-    refund_id: str
-    order_id: str
-    buyer_id: str
-    client: ClientInfo | None = None
-    card_key_ids: list[str] = Field(default_factory=list)
-    skus: list[str] = Field(default_factory=list)
-    at: datetime
-
-
-class KeysRequest(Model):
-    refund_id: str
-    keys: list[CardKeyRef]
-
-
-class KeysAnswer(Model):
-    states: dict[str, KeyState]
-
-
-class CommissionAction(StrEnum):
-    FREEZE = "freeze"
-    CLAW_BACK = "claw_back"
-    RELEASE = "release"
-
-
-class CommissionRequest(Model):
-    refund_id: str
-    order_id: str
-    merchant_id: str
-    currency: str
-    action: CommissionAction
-    # The refund's share of the order: commissions move pro rata (refund / order amount).
-    refund_amount: int
-    order_amount: int
-
-
-class CommissionAnswer(Model):
-    commissions: list[CommissionView]
-
-
-class PayoutRequest(Model):
-    refund_id: str
-    attempt: int  # 1, 2, ...: part of the idempotency key, stable across retries
-    channel: PaymentChannel
-    payment_id: str | None
-    transaction_id: str | None
-    amount: int
-    payment_total: int
-    currency: str
-    buyer_id: str
-    merchant_id: str
-    reason: str = ""
-
-    @property
-    def out_refund_no(self) -> str:
-        """The gateway's idempotency key: from the refund and attempt, never from time, so a
-        retry after days in review or a worker restart refunds once."""
-        return f"{self.refund_id}-p{self.attempt}"
-
-
-class SettlementQuery(Model):
-    refund_id: str
-    out_refund_no: str
-    channel: PaymentChannel
-    transaction_id: str | None
-
-
-class AbnormalRescue(Model):
-    """Send an ABNORMAL refund to a bank card instead (a supervisor's decision). Bank fields
-    are already encrypted for the gateway: history never holds them in clear text."""
-
-    refund_id: str
-    out_refund_no: str
-    to: str  # USER_BANK_CARD | MERCHANT_BANK_CARD
-    bank_type: str | None = None
-    bank_account: str | None = None
-    real_name: str | None = None
-    encrypted_with: str | None = None
-
-
-class AbandonPayout(Model):
-    """A person's word that a payout moved no money (see `ResolveAction.PAY_TO_BALANCE`)."""
-
-    refund_id: str
-    out_refund_no: str
-    operator: str
-    note: str
-
-
-class GatewayNotice(Model):
-    """A gateway's verified notification, delivered to the workflow as a signal."""
-
-    out_refund_no: str
-    state: str  # PayoutState value
-    gateway_refund_id: str | None = None
-
-
-class AuditEvent(Model):
-    key: str
-    actor: str
-    action: str
-    payload: dict[str, Any] = Field(default_factory=dict)
-
-
-class ProgressReport(Model):
-    """The workflow's refund body, written to the database so the API, listings and webhooks
-    see it (the webhook body is this body: nothing is read back). Reports carry a sequence
-    number: an older report retried late never overwrites a newer one."""
-
-    seq: int
-    body: RefundBody
-    # body.timeline[first_entry - 1:] are the entries this report adds (1-based sequence).
-    first_entry: int
-    release_claims: bool = False
-    cancel_order: bool = False
-    reprice_items: bool = False  # the decision priced the items: store body.items anew
-    alerts: list[str] = Field(default_factory=list)
-    audit: list[AuditEvent] = Field(default_factory=list)
-
-    @property
-    def refund_id(self) -> str:
-        return self.body.refund_id
-
-    @property
-    def new_entries(self) -> list[TimelineEntry]:
-        return self.body.timeline[self.first_entry - 1 :]
+__all__ = [
+    "AbandonPayout",
+    "AbnormalRescue",
+    "AuditEvent",
+    "CaseFile",
+    "CaseRequest",
+    "CommissionAction",
+    "CommissionAnswer",
+    "CommissionRequest",
+    "GatewayNotice",
+    "KeysAnswer",
+    "KeysRequest",
+    "PayoutRequest",
+    "ProgressReport",
+    "RefundInput",
+    "RiskRequest",
+    "SettlementQuery",
+]

@@ -28,7 +28,7 @@ from domain.types import OrderStatus, RefundStatus
 from store import orders
 from store import refunds as refund_rows
 from store.models import RefundRow
-from workers import starter
+from workflow_api import starter
 
 log = logging.getLogger(__name__)
 

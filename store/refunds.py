@@ -166,6 +166,35 @@ async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
     return row
 
 
+async def awaiting_start(
+    session: AsyncSession, refund_id: str
+) -> tuple[RefundRow, list[RefundItemRequest]] | None:
+    """The stored refund and its items, unless its workflow is known to run (or have run)."""
+    row = await session.get(RefundRow, refund_id)
+    assert row is not None, refund_id
+    if row.workflow_started:
+        return None
+    items = await session.scalars(
+        select(RefundItemRow)
+        .where(RefundItemRow.refund_id == refund_id)
+        .order_by(RefundItemRow.item_id)
+    )
+    return row, [RefundItemRequest(item_id=i.item_id, quantity=i.quantity) for i in items]
+
+
+async def unstarted_refund_ids(
+    session: AsyncSession, *, created_before: datetime, limit: int = 100
+) -> list[str]:
+    """Refunds stored before `created_before` whose workflow never reported in."""
+    return list(
+        await session.scalars(
+            select(RefundRow.refund_id)
+            .where(RefundRow.workflow_started.is_(False), RefundRow.created_at < created_before)
+            .limit(limit)
+        )
+    )
+
+
 async def find_idempotent(session: AsyncSession, caller: str, key: str) -> IdempotencyKeyRow | None:
     return await session.get(IdempotencyKeyRow, (caller, key))
 

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from temporalio.service import RPCError
 
-from activities.messages import GatewayNotice
 from api.deps import ReadSessionDep, TemporalDep
 from domain.types import PayoutState
 from peers.payouts import GatewayError
 from store.models import PayoutRow
+from workflow_api.messages import GatewayNotice
 
 router = APIRouter(prefix="/v1/gateways", tags=["gateways"])
 
