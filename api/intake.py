@@ -140,7 +140,7 @@ async def _repeat(session: AsyncSession, caller: str, key: str, digest: str) -> 
         )
     row = await session.get(RefundRow, seen.refund_id)
     assert row is not None
-    return Intake(seen.refund_id, RefundStatus(row.status), created=False)
+    return Intake(seen.refund_id, row.status, created=False)
 
 
 async def _orderable(session: AsyncSession, request: RefundRequest) -> Order:

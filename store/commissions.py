@@ -80,7 +80,7 @@ async def move_commissions(
                     "beneficiary_id": s.beneficiary_id,
                     "level": s.level,
                     "amount": pro_rata(s.amount, refund_amount, order_amount),
-                    "state": CommissionState.FROZEN.value,
+                    "state": CommissionState.FROZEN,
                     "updated_at": now,
                 }
                 for s in shares
@@ -102,7 +102,7 @@ async def move_commissions(
                 beneficiary_id=r.beneficiary_id,
                 level=r.level,
                 amount=r.amount,
-                state=CommissionState(r.state),
+                state=r.state,
             )
             for r in rows
         ],
@@ -118,10 +118,7 @@ async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> 
     # The appeal cycle (freeze, release, freeze again) gets its own names via `cycle`.
     cycle = await _cycle(session, req.refund_id, who)
     if req.action is CommissionAction.FREEZE:
-        if (
-            row.state != CommissionState.FROZEN.value
-            and row.state != CommissionState.RELEASED.value
-        ):
+        if row.state not in (CommissionState.FROZEN, CommissionState.RELEASED):
             return False
         posted = await ledger.post(
             session,
@@ -135,8 +132,8 @@ async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> 
             refund_id=req.refund_id,
             memo="commission frozen while the refund is open",
         )
-        row.state = CommissionState.FROZEN.value
-    elif row.state == CommissionState.FROZEN.value and req.action is CommissionAction.RELEASE:
+        row.state = CommissionState.FROZEN
+    elif row.state is CommissionState.FROZEN and req.action is CommissionAction.RELEASE:
         posted = await ledger.post(
             session,
             f"refund:{req.refund_id}:commission:{who}:{row.level}:release:{cycle}",
@@ -149,8 +146,8 @@ async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> 
             refund_id=req.refund_id,
             memo="commission released: no refund",
         )
-        row.state = CommissionState.RELEASED.value
-    elif row.state == CommissionState.FROZEN.value and req.action is CommissionAction.CLAW_BACK:
+        row.state = CommissionState.RELEASED
+    elif row.state is CommissionState.FROZEN and req.action is CommissionAction.CLAW_BACK:
         # A reviewer may have approved less than was frozen: take back the pro-rata part
         # of what is refunded, give the rest back.
         frozen = row.amount
@@ -179,7 +176,7 @@ async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> 
         # Frozen money the distributor had already withdrawn left the account negative:
         # that is a debt they owe, shown as such.
         left = await ledger.balance(session, ledger.commission_available(who), req.currency)
-        row.state = (CommissionState.DEBT if left < 0 else CommissionState.CLAWED_BACK).value
+        row.state = CommissionState.DEBT if left < 0 else CommissionState.CLAWED_BACK
     else:
         return False
     row.updated_at = now

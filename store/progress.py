@@ -31,15 +31,15 @@ async def apply_report(
         raise UnknownRefund(body.refund_id)
     if seq < row.progress_seq:
         return False
-    status_changed = row.status != body.status.value
+    status_changed = row.status != body.status
     row.progress_seq = seq
     row.workflow_started = True  # whoever started it, it runs: the sweeper can leave it be
-    row.status = body.status.value
+    row.status = body.status
     row.amount = body.amount
-    row.destination = body.destination.value
+    row.destination = body.destination
     row.decision = dumped(body.decision)
     row.risk = dumped(body.risk)
-    row.risk_level = body.risk.level.value if body.risk else None
+    row.risk_level = body.risk.level if body.risk else None
     row.review = dumped(body.review)
     row.review_deadline = body.review.deadline if body.review else None
     row.policy_version = body.decision.policy_version if body.decision else row.policy_version

@@ -18,7 +18,6 @@ from temporalio.service import RPCError
 
 from domain.order import ClientInfo
 from domain.refund import Evidence, RefundBody, RefundItemRequest
-from domain.types import RefundReason
 from store import refunds as refund_rows
 from store.models import RefundRow
 from workflow_api.messages import RefundInput
@@ -38,7 +37,7 @@ def refund_input(row: RefundRow, items: list[RefundItemRequest]) -> RefundInput:
         order_id=row.order_id,
         buyer_id=row.buyer_id,
         merchant_id=row.merchant_id,
-        reason=RefundReason(row.reason),
+        reason=row.reason,
         reason_text=row.reason_text,
         items=items,
         evidence=[Evidence.model_validate(e) for e in row.evidence or []],

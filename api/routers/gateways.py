@@ -8,7 +8,6 @@ from fastapi.responses import JSONResponse
 from temporalio.service import RPCError
 
 from api.deps import ReadSessionDep, TemporalDep
-from domain.types import PayoutState
 from peers.payouts import GatewayError
 from store.models import PayoutRow
 from workflow_api.messages import GatewayNotice
@@ -33,7 +32,7 @@ async def wechat_notify(
     payout = await session.get(PayoutRow, notice.out_refund_no)
     if payout is None:
         return JSONResponse({"code": "FAIL", "message": "unknown out_refund_no"}, status_code=404)
-    if PayoutState(payout.state).settled:
+    if payout.state.settled:
         # Already settled (the refund call answered SUCCESS, or a query got there first):
         # WeChat notifies anyway and retries; nothing waits for the news.
         return JSONResponse({"code": "SUCCESS", "message": "OK"})
