@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.crashpoints import crashpoint
 from activities.messages import CommissionAnswer, CommissionRequest
 from domain.model import utcnow
 from store import commissions
@@ -29,7 +28,4 @@ class Commissions:
                 order_amount=req.order_amount,
                 now=utcnow(),
             )
-            if moved.clawed_back:
-                # The claw-back is written, not committed: a worker dying here loses all of it.
-                crashpoint("commissions.claw_back")
-            return CommissionAnswer(commissions=moved.commissions)
+            return CommissionAnswer(commissions=moved)

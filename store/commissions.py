@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from config.crashpoints import crashpoint
 from domain.refund import CommissionView
 from domain.types import CommissionAction, CommissionState
 from store import audit, ledger, outbox
@@ -24,14 +25,6 @@ def pro_rata(share: int, refund_amount: int, order_amount: int) -> int:
     if order_amount <= 0:
         return 0
     return min(share, share * refund_amount // order_amount)
-
-
-@dataclass(frozen=True)
-class CommissionMoves:
-    # Every commission share the refund holds, as it stands after the move.
-    commissions: list[CommissionView]
-    # A claw-back was written in this (still open) transaction.
-    clawed_back: bool
 
 
 @dataclass(frozen=True)
@@ -57,9 +50,10 @@ async def move_commissions(
     refund_amount: int,
     order_amount: int,
     now: datetime,
-) -> CommissionMoves:
+) -> list[CommissionView]:
     """Freeze (creating the refund's shares, pro rata of `refund_amount / order_amount`),
-    claw back or release every share of the refund's order commissions."""
+    claw back or release every share of the refund's order commissions; the shares as they
+    stand after the move."""
     req = _Move(
         refund_id, order_id, merchant_id, currency, action, refund_amount, order_amount, now
     )
@@ -93,25 +87,17 @@ async def move_commissions(
             .order_by(RefundCommissionRow.level, RefundCommissionRow.beneficiary_id)
         )
     ).all()
-    clawed_back = False
     for row in rows:
-        clawed_back = await _move(session, req, row) or clawed_back
-    return CommissionMoves(
-        commissions=[
-            CommissionView(
-                beneficiary_id=r.beneficiary_id,
-                level=r.level,
-                amount=r.amount,
-                state=r.state,
-            )
-            for r in rows
-        ],
-        clawed_back=clawed_back,
-    )
+        await _move(session, req, row)
+    return [
+        CommissionView(
+            beneficiary_id=r.beneficiary_id, level=r.level, amount=r.amount, state=r.state
+        )
+        for r in rows
+    ]
 
 
-async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> bool:
-    """Move one share; True when this was a claw-back."""
+async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> None:
     now = req.now
     who = row.beneficiary_id
     # Each step's ledger transaction is named after the step: a retry posts nothing new.
@@ -119,7 +105,7 @@ async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> 
     cycle = await _cycle(session, req.refund_id, who)
     if req.action is CommissionAction.FREEZE:
         if row.state not in (CommissionState.FROZEN, CommissionState.RELEASED):
-            return False
+            return
         posted = await ledger.post(
             session,
             f"refund:{req.refund_id}:commission:{who}:{row.level}:freeze:{cycle}",
@@ -172,13 +158,16 @@ async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> 
             refund_id=req.refund_id,
             memo="commission clawed back pro rata",
         )
+        # A worker dying here has posted, not committed, and appended nothing to the audit
+        # chain (on PostgreSQL an appended-then-lost entry would leave a gap in its sequence).
+        crashpoint("commissions.claw_back")
         row.amount = take
         # Frozen money the distributor had already withdrawn left the account negative:
         # that is a debt they owe, shown as such.
         left = await ledger.balance(session, ledger.commission_available(who), req.currency)
         row.state = CommissionState.DEBT if left < 0 else CommissionState.CLAWED_BACK
     else:
-        return False
+        return
     row.updated_at = now
     if posted:
         await audit.append(
@@ -203,7 +192,6 @@ async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> 
             currency=req.currency,
             now=now,
         )
-    return req.action is CommissionAction.CLAW_BACK
 
 
 async def _cycle(session: AsyncSession, refund_id: str, who: str) -> int:
