@@ -13,11 +13,11 @@ from datetime import timedelta
 import httpx
 from temporalio.worker import Worker
 
-from activities.notifications import WebhookDispatcher
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
-from workers.starter import sweep_unstarted
+from workers.sweeper import sweep_unstarted
+from workers.webhooks import WebhookDispatcher
 from workers.wiring import build_activities
 from workflows.refund import RefundWorkflow
 

@@ -1,10 +1,13 @@
-"""What the RefundWorkflow sends its activities and gets back: one model each way,
-so fields can be added without breaking histories already recorded."""
+"""What the RefundWorkflow takes, sends its activities and gets back: one model each way,
+so fields can be added without breaking histories already recorded.
+
+Pure models (domain words only): the workflow, its activities' implementations, the API and
+the sweeper all use them, and none of them drags in another's dependencies. Histories hold
+their JSON, never their module path."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
@@ -19,7 +22,26 @@ from domain.refund import (
     RefundItemRequest,
     TimelineEntry,
 )
-from domain.types import KeyState, PaymentChannel, RefundReason
+from domain.types import CommissionAction, KeyState, PaymentChannel, RefundReason
+
+__all__ = [
+    "AbandonPayout",
+    "AbnormalRescue",
+    "AuditEvent",
+    "CaseFile",
+    "CaseRequest",
+    "CommissionAction",
+    "CommissionAnswer",
+    "CommissionRequest",
+    "GatewayNotice",
+    "KeysAnswer",
+    "KeysRequest",
+    "PayoutRequest",
+    "ProgressReport",
+    "RefundInput",
+    "RiskRequest",
+    "SettlementQuery",
+]
 
 
 class RefundInput(Model):
@@ -71,12 +93,6 @@ class KeysRequest(Model):
 
 class KeysAnswer(Model):
     states: dict[str, KeyState]
-
-
-class CommissionAction(StrEnum):
-    FREEZE = "freeze"
-    CLAW_BACK = "claw_back"
-    RELEASE = "release"
 
 
 class CommissionRequest(Model):

@@ -7,6 +7,9 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from domain.types import RefundStatus
 from workflows.messages import RefundInput
 
+# `@workflow.defn(name=...)` of RefundWorkflow, for starting one by name (the starter).
+WORKFLOW_TYPE = "RefundWorkflow"
+
 REFUND_STATUS = SearchAttributeKey.for_keyword("RefundStatus")
 ORDER_ID = SearchAttributeKey.for_keyword("OrderId")
 MERCHANT_ID = SearchAttributeKey.for_keyword("MerchantId")

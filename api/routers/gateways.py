@@ -12,7 +12,6 @@ from temporalio.service import RPCError
 
 from api.deps import ReadSessionDep, TemporalDep
 from api.openapi import problem_responses
-from domain.types import PayoutState
 from peers.payouts import GatewayError
 from store.models import PayoutRow
 from workflows.messages import GatewayNotice
@@ -55,7 +54,7 @@ async def wechat_notify(
     payout = await session.get(PayoutRow, notice.out_refund_no)
     if payout is None:
         return JSONResponse({"code": "FAIL", "message": "unknown out_refund_no"}, status_code=404)
-    if PayoutState(payout.state).settled:
+    if payout.state.settled:
         # Already settled (the refund call answered SUCCESS, or a query got there first):
         # WeChat notifies anyway and retries; nothing waits for the news.
         return JSONResponse({"code": "SUCCESS", "message": "OK"})

@@ -95,8 +95,7 @@ async def get_order(
     if order is None:
         raise Problem(404, "not-found", "Unknown order", f"no order {order_id}")
     rows, _cursor = await refund_rows.list_refunds(session, order_id=order_id, limit=200)
-    bodies = [await refund_rows.load_body(session, r.refund_id) for r in rows]
     return {
         **order.model_dump(mode="json"),
-        "refunds": [b.model_dump(mode="json") for b in bodies if b is not None],
+        "refunds": [refund_rows.body_of(r).model_dump(mode="json") for r in rows],
     }

@@ -1,7 +1,10 @@
-"""The workflow calls its steps through declarations (`workflows.steps`) so that it imports
-nothing that does I/O; the worker registers the real implementations, methods of the classes
+"""What the workflow is known by must match the workflow.
+
+It calls its steps through declarations (`workflows.steps`) so that it imports nothing that
+does I/O; the worker registers the real implementations, methods of the classes
 `workers.wiring.RefundActivities` holds. The two must agree on every activity's name and
-types, or a refund would fail at run time, not here."""
+types, and the starter must start it by its own type name, or a refund would fail at run
+time, not here."""
 
 from __future__ import annotations
 
@@ -12,9 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
+from temporalio.workflow import _Definition
 
 from workers.wiring import RefundActivities
 from workflows import steps
+from workflows.refund import RefundWorkflow
+from workflows.search import WORKFLOW_TYPE
 
 
 def _name(fn: Callable[..., Any]) -> str | None:
@@ -45,3 +51,7 @@ def test_every_declared_step_is_implemented_with_the_same_types() -> None:
     for name, declaration in declared.items():
         assert name is not None
         assert _types(declaration) == _types(implemented[name]), name
+
+
+def test_the_starter_starts_the_workflow_by_its_own_name() -> None:
+    assert _Definition.must_from_class(RefundWorkflow).name == WORKFLOW_TYPE
