@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from domain.policy import Policy
@@ -23,14 +24,19 @@ class RiskChecks:
     @activity.defn(name="assess_risk")
     async def assess_risk(self, req: RiskRequest) -> RiskAssessment:
         async with self.reads() as session:
-            facts = await risk.risk_facts(
-                session,
-                refund_id=req.refund_id,
-                buyer_id=req.buyer_id,
-                device_id=req.client.device_id if req.client else None,
-                ip=req.client.ip if req.client else None,
-                card_key_ids=req.card_key_ids,
-                skus=req.skus,
-                at=req.at,
-            )
-        return assess(facts, self.policy())
+            return await assess_refund(session, req, self.policy())
+
+
+async def assess_refund(session: AsyncSession, req: RiskRequest, policy: Policy) -> RiskAssessment:
+    """The refund's risk: facts from the database, judged by the pure `domain.risk.assess`."""
+    facts = await risk.risk_facts(
+        session,
+        refund_id=req.refund_id,
+        buyer_id=req.buyer_id,
+        device_id=req.client.device_id if req.client else None,
+        ip=req.client.ip if req.client else None,
+        card_key_ids=req.card_key_ids,
+        skus=req.skus,
+        at=req.at,
+    )
+    return assess(facts, policy)

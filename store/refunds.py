@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, inspect, or_, select
+from sqlalchemy import and_, delete, func, inspect, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -193,6 +193,15 @@ async def unstarted_refund_ids(
 
 async def find_idempotent(session: AsyncSession, caller: str, key: str) -> IdempotencyKeyRow | None:
     return await session.get(IdempotencyKeyRow, (caller, key))
+
+
+async def mark_running(session: AsyncSession, refund_id: str) -> None:
+    """The refund's workflow runs: the sweeper that starts missing workflows leaves it be."""
+    await session.execute(
+        update(RefundRow)
+        .where(RefundRow.refund_id == refund_id, RefundRow.workflow_started.is_(False))
+        .values(workflow_started=True)
+    )
 
 
 async def release_claims(session: AsyncSession, refund_id: str) -> None:

@@ -20,6 +20,7 @@ from domain.refund import (
     Evidence,
     RefundBody,
     RefundItemRequest,
+    RiskAssessment,
     TimelineEntry,
 )
 from domain.types import CommissionAction, KeyState, PaymentChannel, RefundReason
@@ -36,8 +37,11 @@ __all__ = [
     "GatewayNotice",
     "KeysAnswer",
     "KeysRequest",
+    "OpenCaseRequest",
+    "OpenedCase",
     "PayoutRequest",
     "ProgressReport",
+    "RecordWithCommissions",
     "RefundInput",
     "RiskRequest",
     "SettlementQuery",
@@ -74,6 +78,28 @@ class CaseFile(Model):
     policy: Policy
     policy_version: str
     policy_error: str | None = None
+
+
+class OpenCaseRequest(Model):
+    """Open the refund's case in one step: load the order and the policy in force, assess
+    risk, freeze the distributors' commissions (pro rata of `amount`)."""
+
+    refund_id: str
+    order_id: str
+    buyer_id: str
+    client: ClientInfo | None = None
+    items: list[RefundItemRequest]
+    amount: int
+    at: datetime
+
+
+class OpenedCase(Model):
+    order: Order | None  # None: the order no longer exists
+    already_refunded: dict[str, int] = Field(default_factory=dict)
+    policy: Policy
+    policy_version: str
+    risk: RiskAssessment = Field(default_factory=RiskAssessment)
+    commissions: list[CommissionView] = Field(default_factory=list)
 
 
 class RiskRequest(Model):
@@ -196,3 +222,11 @@ class ProgressReport(Model):
     @property
     def new_entries(self) -> list[TimelineEntry]:
         return self.body.timeline[self.first_entry - 1 :]
+
+
+class RecordWithCommissions(Model):
+    """A progress report and the commission move it announces, in one transaction (the
+    refund's outcome: claw back when it paid, release when it did not)."""
+
+    report: ProgressReport
+    commissions: CommissionRequest | None = None

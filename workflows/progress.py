@@ -13,12 +13,19 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 
 from domain.refund import PayoutView, RefundBody, TimelineEntry, workflow_id_for
 from domain.types import PayoutState, RefundStatus, RiskLevel
 from domain.wording import channel_name, yuan
 from workflows import steps
-from workflows.messages import AuditEvent, ProgressReport, RefundInput
+from workflows.messages import (
+    AuditEvent,
+    CommissionRequest,
+    ProgressReport,
+    RecordWithCommissions,
+    RefundInput,
+)
 from workflows.options import DB_RETRY, DB_TIMEOUT
 from workflows.search import REFUND_STATUS
 
@@ -47,6 +54,11 @@ class Progress:
         self.items_repriced = False  # the decision priced the items: store them anew
         self.alerts: list[str] = []
         self.audit: list[AuditEvent] = []
+        # Batched: search attributes change once per stage the refund rests in (`publish`),
+        # not once per status word it passes through; each upsert is a history event.
+        self.batched = False
+        self._unpublished: list[SearchAttributeUpdate[Any]] = []
+        self._published_status = RefundStatus.SUBMITTED
 
     @property
     def refund_id(self) -> str:
@@ -56,8 +68,29 @@ class Progress:
     def set_status(self, status: RefundStatus, stage: str, detail: str) -> None:
         self.view.status = status
         self.entry(stage, detail)
-        workflow.upsert_search_attributes([REFUND_STATUS.value_set(status.value)])
-        workflow.set_current_details(self.details())
+        if not self.batched:
+            workflow.upsert_search_attributes([REFUND_STATUS.value_set(status.value)])
+            workflow.set_current_details(self.details())
+
+    def search(self, *updates: SearchAttributeUpdate[Any]) -> None:
+        """Set search attributes (risk, amount, review deadline) with the next publication."""
+        if self.batched:
+            self._unpublished.extend(updates)
+        else:
+            workflow.upsert_search_attributes(list(updates))
+
+    def publish(self) -> None:
+        """Show SREs where the refund stands: one upsert for everything changed since."""
+        if not self.batched:
+            return
+        updates = self._unpublished
+        if self.view.status is not self._published_status:
+            updates.append(REFUND_STATUS.value_set(self.view.status.value))
+            self._published_status = self.view.status
+        if updates:
+            workflow.upsert_search_attributes(updates)
+            workflow.set_current_details(self.details())
+        self._unpublished = []
 
     def entry(self, stage: str, detail: str = "") -> None:
         self.view.timeline.append(TimelineEntry(stage=stage, at=workflow.now(), detail=detail))
@@ -85,7 +118,16 @@ class Progress:
         )
 
     # ------------------------------------------------------------- reports
-    async def report(self, *, release_claims: bool = False, cancel_order: bool = False) -> None:
+    async def report(
+        self,
+        *,
+        release_claims: bool = False,
+        cancel_order: bool = False,
+        commissions: CommissionRequest | None = None,
+    ) -> None:
+        """Write where the refund stands; with `commissions`, the commission move it
+        announces goes in the same transaction (one history marker, one write)."""
+        self.publish()
         self.seq += 1
         report = ProgressReport(
             seq=self.seq,
@@ -99,17 +141,27 @@ class Progress:
         )
         self.unreported = self.items_repriced = False
         self.alerts, self.audit = [], []
-        await workflow.execute_local_activity(
-            steps.record_progress,
-            report,
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        if commissions is None:
+            await workflow.execute_local_activity(
+                steps.record_progress,
+                report,
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+        else:
+            moved = await workflow.execute_local_activity(
+                steps.record_with_commissions,
+                RecordWithCommissions(report=report, commissions=commissions),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+            self.view.commissions = moved.commissions
         self.reported_entries = len(self.view.timeline)
 
     async def wait(self, done: Callable[[], bool], *, until: datetime) -> bool:
         """Wait for `done()` until a deadline, reporting handler-made changes (evidence) as
         they come. Returns False when the deadline passed first."""
+        self.publish()
         while True:
             remaining = (until - workflow.now()).total_seconds()
             if remaining <= 0:

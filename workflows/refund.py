@@ -27,17 +27,18 @@ with workflow.unsafe.imports_passed_through():
         RefundBody,
         RejectRequest,
         ReviewView,
+        RiskAssessment,
         refundable_now,
     )
     from domain.types import KeyState, Outcome, RefundStatus
     from domain.wording import describe_keys
-    from workflows import card_keys, steps
+    from workflows import before_lean, card_keys, steps
+    from workflows.before_lean import LEAN_REFUND
     from workflows.messages import (
-        CaseRequest,
         CommissionAction,
         CommissionRequest,
+        OpenCaseRequest,
         RefundInput,
-        RiskRequest,
     )
     from workflows.options import DB_RETRY, DB_TIMEOUT, DEFAULT_APPEAL_WINDOW
     from workflows.payback import Payback
@@ -72,9 +73,12 @@ class RefundWorkflow(RefundRequests):
         self.appeal_request: AppealRequest | None = None
         self.commissions_frozen = False
         self.keys_locked = False
+        self.lean = False  # set by `run`: whether this refund takes the lean path
 
     @workflow.run
     async def run(self, inp: RefundInput) -> RefundBody:
+        # Refunds started before the lean path replay the steps they recorded.
+        self.lean = self.progress.batched = workflow.patched(LEAN_REFUND)
         step = await self._check_and_decide()
         while step is not Next.DONE:
             if step is Next.REVIEW:
@@ -92,41 +96,18 @@ class RefundWorkflow(RefundRequests):
 
     # ------------------------------------------------------------ check and decide
     async def _check_and_decide(self) -> Next:
-        case = await workflow.execute_local_activity(
-            steps.load_case,
-            CaseRequest(refund_id=self.inp.refund_id, order_id=self.inp.order_id),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
-        if case.order is None:
+        opened = await (self._open_case() if self.lean else before_lean.open_case(self))
+        if opened is None:
             return await self._finish(RefundStatus.FAILED, "failed", "the order no longer exists")
-        self.order, self.policy = case.order, case.policy
-        self.view.items = priced_items(case.order, self.inp.items)
-        await self._move_commissions(CommissionAction.FREEZE)
-        self.progress.set_status(RefundStatus.CHECKING, "checking_card_key", "asking the supplier")
-        await self.progress.report()
-
-        keys = card_keys.keys_of(self.order, self.inp.items)
-        risk = await workflow.execute_local_activity(
-            steps.assess_risk,
-            RiskRequest(
-                refund_id=self.inp.refund_id,
-                order_id=self.inp.order_id,
-                buyer_id=self.inp.buyer_id,
-                client=self.inp.client,
-                card_key_ids=[k.card_key_id for k in keys],
-                skus=sorted({i.sku for i in case.order.items}),
-                at=workflow.now(),
-            ),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        assert self.order is not None and self.policy is not None
+        taken, risk = opened
         self.view.risk = risk
-        states = await card_keys.redemption_states(self.inp.refund_id, keys)
+        keys = card_keys.keys_of(self.order, self.inp.items)
+        states = await card_keys.redemption_states(self.inp.refund_id, keys, local=self.lean)
         self.case = DecisionCase(
-            order=case.order,
+            order=self.order,
             items=self.inp.items,
-            already_refunded=case.already_refunded,
+            already_refunded=taken,
             key_states=states,
             risk=risk,
             reason=self.inp.reason,
@@ -137,8 +118,8 @@ class RefundWorkflow(RefundRequests):
         self._apply_decision(decision, actor="rules")
         self.progress.entry("card_key_checked", describe_keys(states))
         self.progress.entry("decided", decision.explanation_zh or decision.explanation)
-        workflow.upsert_search_attributes(
-            [RISK_LEVEL.value_set(risk.level.value), REFUND_AMOUNT.value_set(decision.amount)]
+        self.progress.search(
+            RISK_LEVEL.value_set(risk.level.value), REFUND_AMOUNT.value_set(decision.amount)
         )
         outcome = decision.outcome
         if outcome is Outcome.CANCEL_UNPAID:
@@ -153,6 +134,31 @@ class RefundWorkflow(RefundRequests):
                 RefundStatus.REDIRECTED_TO_SUPPORT, "redirected_to_support", decision.explanation
             )
         return {Outcome.REJECT: Next.REJECTED, Outcome.REVIEW: Next.REVIEW}.get(outcome, Next.PAY)
+
+    async def _open_case(self) -> tuple[dict[str, int], RiskAssessment] | None:
+        """The order, the policy in force, the risk, and the commissions frozen: one step."""
+        opened = await workflow.execute_local_activity(
+            steps.open_case,
+            OpenCaseRequest(
+                refund_id=self.inp.refund_id,
+                order_id=self.inp.order_id,
+                buyer_id=self.inp.buyer_id,
+                client=self.inp.client,
+                items=self.inp.items,
+                amount=self.view.amount,
+                at=workflow.now(),
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        if opened.order is None:
+            return None
+        self.order, self.policy = opened.order, opened.policy
+        self.view.items = priced_items(opened.order, self.inp.items)
+        self.view.commissions = opened.commissions
+        self.commissions_frozen = bool(opened.order.commissions)
+        self.progress.set_status(RefundStatus.CHECKING, "checking_card_key", "asking the supplier")
+        return opened.already_refunded, opened.risk
 
     def _apply_decision(self, decision: Decision, *, actor: str) -> None:
         self.decision = decision
@@ -186,7 +192,7 @@ class RefundWorkflow(RefundRequests):
         self.progress.set_status(
             RefundStatus.PENDING_REVIEW, "waiting_for_review", f"until {until}"
         )
-        workflow.upsert_search_attributes([REVIEW_DEADLINE.value_set(deadline)])
+        self.progress.search(REVIEW_DEADLINE.value_set(deadline))
         await self.progress.report()
 
         wake_at = deadline
@@ -245,12 +251,12 @@ class RefundWorkflow(RefundRequests):
     # ------------------------------------------------------------ rejected, appealed
     async def _rejected(self) -> Next:
         """Rejected: commissions go back; the buyer may appeal once within the window."""
-        await self._move_commissions(CommissionAction.RELEASE)
+        release = await self._commissions(CommissionAction.RELEASE)
         review = self.view.review
         already_appealed = bool(review and review.appealed)
         detail = review.note if review and review.note else self.progress.explanation()
         self.progress.set_status(RefundStatus.REJECTED, "rejected", detail)
-        await self.progress.report(release_claims=already_appealed)
+        await self.progress.report(release_claims=already_appealed, commissions=release)
         if already_appealed:
             return Next.DONE
         self.appeal_request = None
@@ -269,7 +275,7 @@ class RefundWorkflow(RefundRequests):
         review.appealed, review.appeal_text = True, self.appeal_request.text
         self.view.review = review
         self.progress.entry("appealed", self.appeal_request.text)
-        await self._move_commissions(CommissionAction.FREEZE)
+        await self._commissions(CommissionAction.FREEZE)
         return Next.REVIEW
 
     # ------------------------------------------------------------ pay
@@ -280,7 +286,8 @@ class RefundWorkflow(RefundRequests):
         self.progress.set_status(
             RefundStatus.APPROVED, "approved_for_payout", self.progress.explanation()
         )
-        await self.progress.report()
+        if not self.lean:  # lean: the keys are voided in this same task, nothing to show yet
+            await self.progress.report()
 
         locked = await self._lock_keys()
         if locked is not None:
@@ -295,7 +302,7 @@ class RefundWorkflow(RefundRequests):
 
         # From here money moves: the buyer can no longer cancel.
         self.progress.set_status(RefundStatus.REFUNDING, "refunding", "")
-        await self.progress.report()
+        await self._show_stage()
         paid = await self.payback.pay(
             self.order,
             self.policy,
@@ -307,10 +314,20 @@ class RefundWorkflow(RefundRequests):
             return await self._finish(
                 RefundStatus.FAILED, "failed", "the refund could not be paid out"
             )
-        await self._move_commissions(CommissionAction.CLAW_BACK)
         return await self._finish(
-            RefundStatus.REFUNDED, "money_arrived", self.progress.money_summary()
+            RefundStatus.REFUNDED,
+            "money_arrived",
+            self.progress.money_summary(),
+            commissions=CommissionAction.CLAW_BACK,
         )
+
+    async def _show_stage(self) -> None:
+        """Money is about to move: shown to SREs at once (`RefundStatus = "refunding"`); the
+        database and the buyer hear of it with the outcome, or as soon as the money waits."""
+        if self.lean:
+            self.progress.publish()
+        else:
+            await self.progress.report()
 
     async def _lock_keys(self) -> Next | None:
         """Void the keys at the supplier before money moves, so a key cannot be redeemed
@@ -318,7 +335,7 @@ class RefundWorkflow(RefundRequests):
         keys = card_keys.keys_of(self.order, self.inp.items)
         if not keys:
             return None
-        answer = await card_keys.void(self.inp.refund_id, keys)
+        answer = await card_keys.void(self.inp.refund_id, keys, local=self.lean)
         if answer is None:
             self.progress.entry(
                 "card_key_lock_failed", "the supplier could not lock the key; a person decides"
@@ -361,38 +378,46 @@ class RefundWorkflow(RefundRequests):
 
     # ------------------------------------------------------------ endings, commissions
     async def _finish(
-        self, status: RefundStatus, stage: str, detail: str, *, cancel_order: bool = False
+        self,
+        status: RefundStatus,
+        stage: str,
+        detail: str,
+        *,
+        cancel_order: bool = False,
+        commissions: CommissionAction = CommissionAction.RELEASE,
     ) -> Next:
-        if status in (
-            RefundStatus.CANCELLED,
-            RefundStatus.FAILED,
-            RefundStatus.REDIRECTED_TO_SUPPORT,
-        ):
-            await self._move_commissions(CommissionAction.RELEASE)
+        """The end: commissions clawed back (it paid) or released (it did not), reported with
+        the outcome."""
+        move = await self._commissions(commissions)
         self.progress.set_status(status, stage, detail)
-        await self.progress.report(release_claims=True, cancel_order=cancel_order)
+        await self.progress.report(release_claims=True, cancel_order=cancel_order, commissions=move)
         return Next.DONE
 
-    async def _move_commissions(self, action: CommissionAction) -> None:
+    async def _commissions(self, action: CommissionAction) -> CommissionRequest | None:
         """Freeze the distributors' commissions while the refund is open; claw them back
-        (pro rata) when it pays, release them when it does not."""
+        (pro rata) when it pays, release them when it does not. On the lean path the move
+        is returned, to go into the next report's transaction; before it, it ran here."""
         if self.order is None or not self.order.commissions:
-            return
+            return None
         if (action is CommissionAction.FREEZE) is self.commissions_frozen:
-            return  # frozen once; clawed back or released only what was frozen
+            return None  # frozen once; clawed back or released only what was frozen
+        move = CommissionRequest(
+            refund_id=self.inp.refund_id,
+            order_id=self.order.order_id,
+            merchant_id=self.order.merchant_id,
+            currency=self.order.currency,
+            action=action,
+            refund_amount=self.view.amount,
+            order_amount=self.order.amount,
+        )
+        self.commissions_frozen = action is CommissionAction.FREEZE
+        if self.lean and action is not CommissionAction.FREEZE:
+            return move
         answer = await workflow.execute_local_activity(
             steps.move_commissions,
-            CommissionRequest(
-                refund_id=self.inp.refund_id,
-                order_id=self.order.order_id,
-                merchant_id=self.order.merchant_id,
-                currency=self.order.currency,
-                action=action,
-                refund_amount=self.view.amount,
-                order_amount=self.order.amount,
-            ),
+            move,
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=DB_RETRY,
         )
-        self.commissions_frozen = action is CommissionAction.FREEZE
         self.view.commissions = answer.commissions
+        return None

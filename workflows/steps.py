@@ -20,8 +20,11 @@ from workflows.messages import (
     CommissionRequest,
     KeysAnswer,
     KeysRequest,
+    OpenCaseRequest,
+    OpenedCase,
     PayoutRequest,
     ProgressReport,
+    RecordWithCommissions,
     RiskRequest,
     SettlementQuery,
 )
@@ -32,9 +35,11 @@ __all__ = [
     "load_case",
     "lock_card_keys",
     "move_commissions",
+    "open_case",
     "query_key_redemption",
     "query_payout",
     "record_progress",
+    "record_with_commissions",
     "rescue_abnormal_payout",
     "send_payout",
 ]
@@ -56,6 +61,18 @@ async def load_case(req: CaseRequest) -> CaseFile:
 @activity.defn(name="record_progress")
 async def record_progress(report: ProgressReport) -> None:
     """Write the refund body, its new timeline entries, alerts, audit and notifications."""
+    raise Undeclared
+
+
+@activity.defn(name="open_case")
+async def open_case(req: OpenCaseRequest) -> OpenedCase:
+    """load_case, assess_risk and the commission freeze in one step (one history marker)."""
+    raise Undeclared
+
+
+@activity.defn(name="record_with_commissions")
+async def record_with_commissions(req: RecordWithCommissions) -> CommissionAnswer:
+    """A progress report and the commission move it announces, in one transaction."""
     raise Undeclared
 
 
