@@ -185,7 +185,8 @@ class RefundRow(Base):
         Index("ix_refunds_buyer_created", "buyer_id", "created_at"),
         Index("ix_refunds_device_created", "device_id", "created_at"),
         Index("ix_refunds_ip_created", "client_ip", "created_at"),
-        Index("ix_refunds_status_deadline", "status", "review_deadline"),
+        # The review queue: keyset pages by (deadline, refund id) within a status.
+        Index("ix_refunds_status_deadline", "status", "review_deadline", "refund_id"),
         Index("ix_refunds_created", "created_at", "refund_id"),
     )
 

@@ -30,7 +30,9 @@ from domain.refund import (
 )
 from domain.types import (
     Destination,
+    RefundReason,
     RefundStatus,
+    RiskLevel,
 )
 from store.models import (
     IdempotencyKeyRow,
@@ -330,16 +332,46 @@ async def list_refunds(
     return rows, next_cursor
 
 
-async def pending_reviews(session: AsyncSession, *, limit: int = 100) -> list[RefundRow]:
-    """Refunds waiting for a person, the nearest deadline first, read with their parts."""
+async def pending_reviews(
+    session: AsyncSession,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+    merchant_id: str | None = None,
+    risk_level: RiskLevel | None = None,
+    reason: RefundReason | None = None,
+) -> tuple[list[RefundRow], str | None]:
+    """Refunds waiting for a person, the nearest deadline first, read with their parts, a
+    page at a time: keyset paging on (deadline, refund id), which an index serves however
+    long the queue is (`cursor` raises ValueError when this service did not make it)."""
     stmt = (
         select(RefundRow)
         .options(*WITH_PARTS)
         .where(RefundRow.status == RefundStatus.PENDING_REVIEW)
-        .order_by(RefundRow.review_deadline.asc(), RefundRow.created_at.asc())
-        .limit(limit)
+        .order_by(RefundRow.review_deadline.asc(), RefundRow.refund_id.asc())
+        .limit(limit + 1)
     )
-    return list((await session.scalars(stmt)).all())
+    if merchant_id is not None:
+        stmt = stmt.where(RefundRow.merchant_id == merchant_id)
+    if risk_level is not None:
+        stmt = stmt.where(RefundRow.risk_level == risk_level)
+    if reason is not None:
+        stmt = stmt.where(RefundRow.reason == reason)
+    if cursor:
+        deadline, rid = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                RefundRow.review_deadline > deadline,
+                and_(RefundRow.review_deadline == deadline, RefundRow.refund_id > rid),
+            )
+        )
+    rows = list((await session.scalars(stmt)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last.review_deadline or last.created_at, last.refund_id)
+    return rows, next_cursor
 
 
 async def attention_cases(session: AsyncSession, *, limit: int = 100) -> list[RefundRow]:

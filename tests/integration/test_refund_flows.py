@@ -272,3 +272,31 @@ async def test_two_reviewers_at_once_get_one_success_and_one_clear_409(system: S
         body = await system.wait_status(refund_id, "refunded", "rejected", within=30)
         assert body["status"] == ("refunded" if taken == "approve" else "rejected")
         assert len(body["payouts"]) == (1 if taken == "approve" else 0)
+
+
+async def test_the_review_queue_pages_by_deadline_and_filters(system: System) -> None:
+    merchant = unique("M")
+    ids = []
+    for _ in range(3):
+        order = course_order(progress=20, minutes_ago=120)
+        order["merchant_id"] = merchant
+        await system.record(order)
+        rid = await system.refund_id(order, reason="changed_mind")
+        await system.wait_status(rid, "pending_review")
+        ids.append(rid)
+
+    seen, cursor = [], None
+    for _ in range(5):
+        query = f"/v1/reviews?state=pending&limit=1&merchant_id={merchant}"
+        page = (
+            await system.get(query + (f"&cursor={cursor}" if cursor else ""), "reviewer")
+        ).json()
+        seen += [case["refund"]["refund_id"] for case in page["reviews"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids  # each once, most urgent (earliest deadline) first
+    other = (await system.get("/v1/reviews?merchant_id=M-nobody", "reviewer")).json()
+    assert other["reviews"] == [] and other["next_cursor"] is None
+    bad = await system.get("/v1/reviews?cursor=bm9wZQ", "reviewer")
+    assert bad.status_code == 422 and "cursor" in bad.text
