@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import AuditRow
+from store.upsert import insert_ignore
 
 GENESIS = "0" * 64
 
@@ -61,26 +62,22 @@ async def append(
         # One appender at a time, or two could chain onto the same tail. (SQLite's
         # BEGIN IMMEDIATE already serialises writers.)
         await session.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
-    if await session.scalar(select(AuditRow.seq).where(AuditRow.event_key == event_key)):
-        return False
     tail = await session.scalar(select(AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1))
     prev = tail or GENESIS
     # Stored payloads come back through JSON: hash what will be read back.
     payload = json.loads(json.dumps(payload, default=str, ensure_ascii=False))
-    session.add(
-        AuditRow(
-            event_key=event_key,
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            payload=payload,
-            prev_hash=prev,
-            hash=_digest(prev, event_key, at, actor, action, subject, payload),
-        )
-    )
-    await session.flush()
-    return True
+    row = {
+        "event_key": event_key,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "payload": payload,
+        "prev_hash": prev,
+        "hash": _digest(prev, event_key, at, actor, action, subject, payload),
+    }
+    # An event already appended (a retried activity) is skipped by its unique key.
+    return await insert_ignore(session, AuditRow, [row]) == 1
 
 
 @dataclass(frozen=True)
@@ -95,17 +92,20 @@ class Verification:
 
 
 async def verify(session: AsyncSession) -> Verification:
-    prev, count, expected_seq = GENESIS, 0, None
+    """Walk the chain. Continuity is the hash chain's, not the sequence numbers': a database
+    sequence skips numbers (a rolled-back append on PostgreSQL, an append skipped as already
+    made), while an entry removed from the middle breaks the next one's `prev_hash`."""
+    prev, count = GENESIS, 0
     for row in await session.scalars(select(AuditRow).order_by(AuditRow.seq)):
         count += 1
-        if expected_seq is not None and row.seq != expected_seq:
-            return Verification(count, expected_seq, f"entry {expected_seq} is missing")
         if row.prev_hash != prev:
-            return Verification(count, row.seq, "chain broken: prev_hash does not match")
+            return Verification(
+                count, row.seq, "chain broken: an entry before it is missing or was altered"
+            )
         if (
             _digest(prev, row.event_key, row.at, row.actor, row.action, row.subject, row.payload)
             != row.hash
         ):
             return Verification(count, row.seq, "entry content does not match its hash")
-        prev, expected_seq = row.hash, row.seq + 1
+        prev = row.hash
     return Verification(count, None)
