@@ -46,7 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
     module = importlib.import_module(args._module)
-    result: int = module.run(args)
+    try:
+        result: int = module.run(args)
+    except Exception as err:  # a startup failure is one line; anything else is a bug
+        from config.problems import EXIT_CANNOT_START, cannot_start
+
+        line = cannot_start(err)
+        if line is None:
+            raise
+        print(f"refundctl {args.command}: {line}", file=sys.stderr)
+        return EXIT_CANNOT_START
     return result
 
 
