@@ -26,6 +26,7 @@ from api.routers import (
     refunds,
     reports,
     reviews,
+    stuck,
 )
 from api.streams import RefundWatch, StreamSlots
 from config.settings import Settings, get_settings
@@ -93,7 +94,17 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         per_key=RateLimits("key", settings.rate_limit_per_key),
     )
-    for module in (orders, refunds, reviews, notifications, distributors, admin, gateways, reports):
+    for module in (
+        orders,
+        refunds,
+        reviews,
+        notifications,
+        distributors,
+        admin,
+        gateways,
+        reports,
+        stuck,
+    ):
         document_router(module.router)
         app.include_router(module.router)
     install_problem_schema(app)

@@ -21,7 +21,10 @@ def cannot_start(err: BaseException) -> str | None:
 
     if isinstance(err, ValidationError):
         reasons = "; ".join(
-            str(e.get("msg", "")).removeprefix("Value error, ") for e in err.errors()
+            ".".join(str(part).upper() for part in e.get("loc", ()))
+            + (": " if e.get("loc") else "")
+            + str(e.get("msg", "")).removeprefix("Value error, ")
+            for e in err.errors()
         )
         return f"settings refused: {reasons}"
     return None

@@ -134,9 +134,9 @@ class Settings(BaseSettings):
     metrics_ledger_seconds: float = Field(default=300.0, gt=0)
     # Stage limits: past these a refund is "stuck" (refundctl stuck, GET /v1/admin/stuck and
     # the kami_refunds_stuck gauge).
-    stuck_refunding_minutes: float = Field(default=30.0, gt=0)
-    stuck_stage_minutes: float = Field(default=10.0, gt=0)
-    stuck_unstarted_seconds: float = Field(default=120.0, gt=0)
+    stuck_refunding_minutes: float = Field(default=30.0, ge=0)
+    stuck_stage_minutes: float = Field(default=10.0, ge=0)
+    stuck_unstarted_seconds: float = Field(default=120.0, ge=0)
     # Worker versioning (Temporal Worker Deployments): with a build id the worker joins
     # deployment WORKER_DEPLOYMENT_NAME as that version; new refunds run on the deployment's
     # current version and, pinned, finish on the version they started on.

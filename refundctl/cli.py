@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "explain": ("refundctl.explain", "replay the decision for an order without creating a refund"),
     "reconcile": ("refundctl.reconcile", "compare a day's payouts with the gateways' records"),
     "audit": ("refundctl.audit", "verify the hash-chained audit log"),
+    "stuck": ("refundctl.stuck", "list stuck refunds, why, and the command that fixes each"),
 }
 
 

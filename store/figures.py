@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from config.settings import Settings
 from domain.types import RefundStatus
-from store.models import NotificationRow, PayoutRow, RefundRow
+from store.models import NotificationRow, PayoutRow, RefundRow, TimelineRow
 from store.outbox import WEBHOOK
 
 OPEN = [s for s in RefundStatus if not s.is_terminal]
@@ -31,6 +32,15 @@ class StageLimits:
     moving: timedelta = timedelta(minutes=10)  # submitted, checking, approved
     unstarted: timedelta = timedelta(minutes=2)  # stored, workflow never reported in
     review_grace: timedelta = timedelta(0)  # past the review deadline by more than this
+
+
+def stage_limits(settings: Settings) -> StageLimits:
+    """STUCK_REFUNDING_MINUTES, STUCK_STAGE_MINUTES and STUCK_UNSTARTED_SECONDS."""
+    return StageLimits(
+        refunding=timedelta(minutes=settings.stuck_refunding_minutes),
+        moving=timedelta(minutes=settings.stuck_stage_minutes),
+        unstarted=timedelta(seconds=settings.stuck_unstarted_seconds),
+    )
 
 
 class StuckKind:
@@ -190,5 +200,19 @@ async def last_payouts(session: AsyncSession, refund_ids: list[str]) -> dict[str
         select(PayoutRow)
         .where(PayoutRow.refund_id.in_(refund_ids))
         .order_by(PayoutRow.refund_id, PayoutRow.attempt)
+    )
+    return {row.refund_id: row for row in rows}
+
+
+async def last_entries(
+    session: AsyncSession, refund_ids: list[str], stage: str
+) -> dict[str, TimelineRow]:
+    """Each refund's latest timeline entry of `stage` (why it needs attention, say)."""
+    if not refund_ids:
+        return {}
+    rows = await session.scalars(
+        select(TimelineRow)
+        .where(TimelineRow.refund_id.in_(refund_ids), TimelineRow.stage == stage)
+        .order_by(TimelineRow.refund_id, TimelineRow.seq)
     )
     return {row.refund_id: row for row in rows}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
 
 from domain.model import utcnow
 from store import figures, ledger
@@ -28,16 +27,6 @@ from telemetry.metrics import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def stage_limits(
-    *, refunding_minutes: float, stage_minutes: float, unstarted_seconds: float
-) -> StageLimits:
-    return StageLimits(
-        refunding=timedelta(minutes=refunding_minutes),
-        moving=timedelta(minutes=stage_minutes),
-        unstarted=timedelta(seconds=unstarted_seconds),
-    )
 
 
 async def read_figures(reads: SessionFactory, limits: StageLimits) -> None:

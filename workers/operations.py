@@ -16,11 +16,12 @@ from temporalio.worker import Interceptor, WorkerDeploymentConfig
 
 from config.settings import Settings
 from store.db import SessionFactory
+from store.figures import stage_limits
 from telemetry.metrics import TimedTransport, peer_names
 from telemetry.tracing import instrument_http
 from telemetry.tracing import tracer_provider as traces_from_settings
 from workers.activity_metrics import ActivityMetrics
-from workers.gauges import keep_gauges, stage_limits
+from workers.gauges import keep_gauges
 from workers.metrics_endpoint import MetricsEndpoint, sdk_runtime
 
 if TYPE_CHECKING:
@@ -83,11 +84,7 @@ class WorkerOperations:
             return
         self.endpoint = MetricsEndpoint(self.settings, sdk_metrics_url=self.sdk_metrics_url)
         await self.endpoint.start()
-        limits = stage_limits(
-            refunding_minutes=self.settings.stuck_refunding_minutes,
-            stage_minutes=self.settings.stuck_stage_minutes,
-            unstarted_seconds=self.settings.stuck_unstarted_seconds,
-        )
+        limits = stage_limits(self.settings)
         self.tasks.append(
             asyncio.create_task(
                 keep_gauges(
