@@ -17,17 +17,20 @@ namespace and what went wrong, never a stack trace."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import Runtime
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from config.payload_encryption import PayloadEncryption, PayloadKeyError, parse_keys
 from config.problems import CannotStart
@@ -49,8 +52,12 @@ def connection_options(
 ) -> dict[str, Any]:
     """`Client.connect` keyword arguments from the environment configuration (`environ`, or
     this process's environment) with the settings' address and namespace on top."""
+    # An empty TEMPORAL_* variable means "not set" here, as it does for our own settings:
+    # it must not blank out what the profile says.
+    given = os.environ if environ is None else environ
+    env = {k: v for k, v in given.items() if v or not k.startswith("TEMPORAL_")}
     try:
-        profile = ClientConfigProfile.load(override_env_vars=environ)
+        profile = ClientConfigProfile.load(override_env_vars=env)
     except Exception as err:  # a bad temporal.toml, a TLS file that is not there...
         raise TemporalUnavailable(f"Temporal client configuration: {_one_line(err)}") from err
     options: dict[str, Any] = dict(profile.to_client_connect_config())
@@ -97,6 +104,7 @@ async def connect(
 
         interceptors.append(TracingInterceptor(tracer_provider.get_tracer("kami-refunds")))
     target, namespace = options["target_host"], options["namespace"]
+    _check_client_certificate(options.get("tls"), target=target, namespace=namespace)
     try:
         client = await Client.connect(
             **options,
@@ -130,7 +138,33 @@ def explain_failure(err: BaseException, *, target: str, namespace: str) -> str:
         return f"{where}: the TLS handshake failed: {detail}"
     if "401" in lowered or "unauthenticated" in lowered:
         return f"{where} refused our credentials (TEMPORAL_API_KEY): {detail}"
+    if "400 bad request" in lowered:
+        return (
+            f"{where} refused the connection (HTTP 400: a TLS front that did not accept our "
+            f"client certificate?): {detail}"
+        )
     return f"cannot reach {where}: {detail}"
+
+
+def _check_client_certificate(tls: object, *, target: str, namespace: str) -> None:
+    """An expired client certificate is said plainly before a server words it its own way."""
+    if not isinstance(tls, TLSConfig) or not tls.client_cert:
+        return
+    try:
+        cert = x509.load_pem_x509_certificate(tls.client_cert)
+    except ValueError as err:
+        raise TemporalUnavailable(
+            f"Temporal at {target} (namespace {namespace}): the client certificate "
+            f"(TEMPORAL_TLS_CLIENT_CERT_*) is not a PEM certificate: {_one_line(err)}"
+        ) from err
+    now = datetime.now(UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise TemporalUnavailable(
+            f"Temporal at {target} (namespace {namespace}): our client certificate "
+            f"(TEMPORAL_TLS_CLIENT_CERT_*, {cert.subject.rfc4514_string()}) is valid from "
+            f"{cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()}: "
+            + ("it has expired" if now > cert.not_valid_after_utc else "not yet valid")
+        )
 
 
 def _one_line(err: BaseException) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -55,8 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = cannot_start(err)
         if line is None:
             raise
-        print(f"refundctl {args.command}: {line}", file=sys.stderr)
-        return EXIT_CANNOT_START
+        print(f"refundctl {args.command}: {line}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Not a normal exit: the Temporal SDK's core threads may still be winding down a
+        # failed connection and call into an interpreter that is finalizing, which aborts
+        # the process (SIGABRT) after our line. Nothing is left to clean up here.
+        os._exit(EXIT_CANNOT_START)
     return result
 
 

@@ -4,8 +4,8 @@ every way a payload or a key can be wrong."""
 from __future__ import annotations
 
 import base64
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidTag
