@@ -21,12 +21,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from api.app import create_app
 from telemetry.logs import JsonLines, RefundContext
-from tests.conftest import QuietServer
 from tests.harness import free_port, wait_for_port
+from tests.operating.support import api_served, worker_served
 from tests.system import KEYS, System, card_key_order, course_order
-from workers.main import serve
 
 pytestmark = pytest.mark.integration
 
@@ -56,41 +54,18 @@ async def observed(system: System) -> AsyncIterator[Observed]:
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    stop = asyncio.Event()
-    worker = asyncio.create_task(serve(settings, stop=stop, tracer_provider=provider))
-    import uvicorn
-
-    server = QuietServer(
-        uvicorn.Config(
-            create_app(settings, tracer_provider=provider),
-            host="127.0.0.1",
-            port=api_port,
-            log_level="warning",
-        )
-    )
-    api = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not api.done(), api
-            await asyncio.sleep(0.02)
+    async with (
+        worker_served(settings, tracer_provider=provider) as worker,
+        api_served(settings, api_port, tracer_provider=provider) as api_url,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
         await wait_for_port("127.0.0.1", metrics_port, timeout_seconds=60)
-        url = f"http://127.0.0.1:{metrics_port}/metrics"
-        async with httpx.AsyncClient(timeout=10) as http:
-            yield Observed(
-                System(
-                    settings=settings,
-                    api_url=f"http://127.0.0.1:{api_port}",
-                    sandboxes=system.sandboxes,
-                    http=http,
-                ),
-                spans,
-                url,
-            )
-    finally:
-        server.should_exit = True
-        stop.set()
-        await api
-        await worker
+        assert not worker.done()
+        yield Observed(
+            System(settings=settings, api_url=api_url, sandboxes=system.sandboxes, http=http),
+            spans,
+            f"http://127.0.0.1:{metrics_port}/metrics",
+        )
 
 
 def _url_of(span: ReadableSpan) -> str:
