@@ -53,3 +53,16 @@ async def worker_served(settings: Settings, **kw: object) -> AsyncIterator[async
     finally:
         stop.set()
         await task
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The service's settings as a deployment hands them over: environment variables (every
+    setting under its upper-case name), without the Temporal address unless given."""
+    env = {
+        name.upper(): str(value)
+        for name, value in settings.model_dump().items()
+        if isinstance(value, str | int | float)
+    }
+    env.update(TEMPORAL_ADDRESS="", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env

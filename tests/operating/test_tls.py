@@ -20,6 +20,7 @@ from config.problems import EXIT_CANNOT_START
 from refundctl.procs import ChildProcess, free_port, log_sink, refundctl_argv, wait_for_http
 from tests.harness.processes import PROJECT_ROOT
 from tests.harness.tls import Authority, TlsFrontends, nginx_binary, tls_frontends
+from tests.operating import support
 from tests.system import System, auth, card_key_order, unique
 
 pytestmark = pytest.mark.integration
@@ -50,16 +51,7 @@ async def tls(system: System, tmp_path_factory: pytest.TempPathFactory) -> Async
 
 
 def service_env(system: System, **extra: str) -> dict[str, str]:
-    """The service's settings as a deployment gives them (environment variables), without
-    the address: the Temporal connection is the test's."""
-    env = {
-        name.upper(): str(value)
-        for name, value in system.settings.model_dump().items()
-        if isinstance(value, str | int | float)
-    }
-    env.update(TEMPORAL_ADDRESS="", TASK_QUEUE=TASK_QUEUE, PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
+    return support.service_env(system.settings, TASK_QUEUE=TASK_QUEUE, **extra)
 
 
 def mtls_env(t: Tls, client_name: str = "kami worker", **kw: bool) -> dict[str, str]:
