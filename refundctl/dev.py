@@ -44,6 +44,7 @@ DEMO_KEYS_FILE = VAR_DIR / "demo-keys.json"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/kami.db"  # relative to the project root
 API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
+WORKER_METRICS_PORT = 9091
 
 # The sandbox peers and where `refundctl sandbox` serves them (config/settings.py defaults).
 SANDBOX_PEERS = {
@@ -161,6 +162,7 @@ def _banner(
     keys: Mapping[str, str],
     database_url: str,
     seeded: bool,
+    worker_metrics: str | None = None,
 ) -> str:
     lines = [
         "",
@@ -171,6 +173,10 @@ def _banner(
         f"  Temporal UI   {ui_url or '(headless)'}",
         f"  Temporal      {temporal_address}",
         f"  Database      {database_url}",
+        "",
+        f"  Metrics       {api_url}/metrics (API)",
+        f"                {worker_metrics or '(worker metrics off: port in use)'} (worker)",
+        f"  Codec         {api_url}/codec (the Temporal UI decrypts payloads with it)",
         "",
         "  Sandbox peers (control surface under /sandbox):",
     ]
@@ -204,12 +210,18 @@ async def _main(args: argparse.Namespace) -> int:
         keys = load_demo_keys()
         api_keys = ",".join(f"{key}:{role}" for role, key in keys.items())
     temporal_address = f"127.0.0.1:{args.port}"
+    # The worker's /metrics (and the Temporal SDK's runtime metrics), if its port is free.
+    worker_metrics_address = (
+        "" if port_is_open(API_HOST, WORKER_METRICS_PORT) else f"{API_HOST}:{WORKER_METRICS_PORT}"
+    )
     env = {
         "ENVIRONMENT": "dev",
         "DATABASE_URL": database_url,
         "TEMPORAL_ADDRESS": temporal_address,
         "API_KEYS": api_keys,
         "PUBLIC_BASE_URL": api_url,
+        "WORKER_METRICS_ADDRESS": worker_metrics_address,
+        "CODEC_CORS_ORIGINS": f"http://127.0.0.1:{args.ui_port},http://localhost:{args.ui_port}",
         "PLATFORM_WEBHOOK_URL": os.environ.get(
             "PLATFORM_WEBHOOK_URL",
             f"http://127.0.0.1:{SANDBOX_PEERS['platform']}{PLATFORM_WEBHOOK_PATH}",
@@ -226,6 +238,7 @@ async def _main(args: argparse.Namespace) -> int:
             ui_port=args.ui_port,
             db_file=DEFAULT_DB_FILE,
             output=prefixed_writer("temporal"),
+            ui_codec_endpoint=f"{api_url}/codec",
         )
         supervisor.adopt(temporal.process)
 
@@ -279,6 +292,9 @@ async def _main(args: argparse.Namespace) -> int:
                 keys=keys,
                 database_url=database_url,
                 seeded=seeded,
+                worker_metrics=(
+                    f"http://{worker_metrics_address}/metrics" if worker_metrics_address else None
+                ),
             ),
             flush=True,
         )

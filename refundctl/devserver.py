@@ -66,7 +66,16 @@ LOCAL_IP = "127.0.0.1"
 # Flags whose value depends on the host, not on how Temporal is configured. These are dropped
 # from the compose command and set from our arguments instead.
 _HOST_FLAGS = frozenset(
-    {"--ip", "--ui-ip", "--port", "--ui-port", "--http-port", "--metrics-port", "--db-filename"}
+    {
+        "--ip",
+        "--ui-ip",
+        "--port",
+        "--ui-port",
+        "--http-port",
+        "--metrics-port",
+        "--db-filename",
+        "--ui-codec-endpoint",  # where this host's API serves the payload codec
+    }
 )
 _HOST_SWITCHES = frozenset({"--headless"})
 # `start-dev` flags that take no value; every other flag takes exactly one.
@@ -179,6 +188,7 @@ def dev_server_args(
     ip: str = LOCAL_IP,
     binary: str | None = None,
     compose_file: Path = COMPOSE_FILE,
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
     """The full argv for the local dev server: temporal-dev.yml's command with host parts replaced.
 
@@ -198,6 +208,8 @@ def dev_server_args(
         argv.append("--headless")
     elif ui_port is not None:
         argv.append(f"--ui-port={ui_port}")
+    if ui_codec_endpoint and not headless:
+        argv.append(f"--ui-codec-endpoint={ui_codec_endpoint}")
     return argv
 
 
@@ -284,8 +296,10 @@ async def launch_dev_server(
     output: OutputSink | None = None,
     startup_timeout_seconds: float = 90.0,
     compose_file: Path = COMPOSE_FILE,
+    ui_codec_endpoint: str | None = None,
 ) -> DevServer:
-    """Start the dev server and return once it is ready; the caller must `stop()` it."""
+    """Start the dev server and return once it is ready; the caller must `stop()` it.
+    `ui_codec_endpoint`: the codec endpoint the UI decrypts payloads with (the API's)."""
     if port_is_open(LOCAL_IP, port):
         raise DevServerError(
             f"port {port} is already in use (another Temporal server?); stop it or pick another "
@@ -302,6 +316,7 @@ async def launch_dev_server(
         db_file=db_path,
         headless=headless,
         compose_file=compose_file,
+        ui_codec_endpoint=ui_codec_endpoint,
     )
     attributes = compose_search_attributes(compose_file)
     process = ChildProcess("temporal", argv, output=output or log_sink("temporal"))

@@ -137,3 +137,6 @@ def configure_logging(settings: Settings, *, process: str, level: int = logging.
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # One line per HTTP call (each gateway call, each scrape) says nothing the metrics and
+    # the payout lines do not; its warnings still come through.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
