@@ -159,6 +159,11 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} must be set in production")
             if not self.api_keys:
                 raise ValueError("API_KEYS must be set in production")
+            if self.wechat_public_key_id == SANDBOX_WECHAT_PUBLIC_KEY_ID:
+                raise ValueError(
+                    "WECHAT_PUBLIC_KEY_ID must be set in production "
+                    "(your PUB_KEY_ID_..., or empty to use platform certificates only)"
+                )
             if self.payload_key_text() and DEV_PAYLOAD_KEY_ID in parse_key_ids(
                 self.payload_key_text()
             ):
@@ -167,11 +172,6 @@ class Settings(BaseSettings):
                 )
             if not self.payload_key_text():
                 raise ValueError("PAYLOAD_ENCRYPTION_KEYS must be set in production")
-            if self.wechat_public_key_id == SANDBOX_WECHAT_PUBLIC_KEY_ID:
-                raise ValueError(
-                    "WECHAT_PUBLIC_KEY_ID must be set in production "
-                    "(your PUB_KEY_ID_..., or empty to use platform certificates only)"
-                )
         return self
 
     @model_validator(mode="after")
