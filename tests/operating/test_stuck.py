@@ -28,6 +28,7 @@ from store import orders
 from store import refunds as refund_rows
 from store.db import make_engine, make_read_session_factory, make_session_factory
 from store.figures import StageLimits
+from tests.integration.test_money import fault
 from tests.system import KEYS, System, card_key_order, course_order, unique
 from workflow_api.starter import refund_input
 from workflows.search import WORKFLOW_TYPE
@@ -225,3 +226,24 @@ async def test_the_admin_endpoint_and_the_command_agree(
     assert "fix: refundctl stuck --start-missing" in text.stdout
     await run(refundctl_argv("stuck", "--start-missing"), env)
     await system.wait_status(refund_id, "refunded")
+
+
+async def test_a_refund_needing_attention_says_why_and_the_printed_resolve_runs(
+    system: System, engine: object, temporal: Client
+) -> None:
+    order = await system.record(card_key_order(channel="wechat"))
+    await fault(system, "wechat", "abnormal")
+    refund_id = await system.refund_id(order)
+    await system.wait_status(refund_id, "needs_attention", within=30)
+    [stuck] = listed(await report(system, engine, temporal), refund_id)
+    assert stuck.kind == Kind.NEEDS_ATTENTION  # type: ignore[attr-defined]
+    assert "ABNORMAL" in stuck.why  # type: ignore[attr-defined]  # the timeline's reason
+
+    fix = shlex.split(stuck.fix.replace("<you>", "sre-on-call"))  # type: ignore[attr-defined]
+    assert fix[:4] == ["temporal", "workflow", "update", "execute"] and "resolve" in fix
+    done = await run([temporal_binary(), *fix[1:]], cli_env(system))
+    assert done.returncode == 0, done.stderr
+    # Verified with the gateway under the operator's name; still ABNORMAL, so still a person's.
+    body = await system.wait_status(refund_id, "needs_attention")
+    verified = [t for t in body["timeline"] if t["stage"] == "attention_verified"]
+    assert verified and verified[-1]["detail"].startswith("sre-on-call:"), body["timeline"][-3:]
