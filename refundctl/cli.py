@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sandbox": ("sandbox.run", "run the sandbox peers (supplier, gateways, platform webhook)"),
     "migrate": ("store.migrate", "bring the database schema up to date"),
     "seed": ("refundctl.seed", "record the demo shop's orders"),
-    "bench": ("bench.refunds", "measure automatic refunds against an empty workflow"),
+    "bench": ("bench.main", "measure automatic refunds against an empty workflow"),
     "explain": ("refundctl.explain", "replay the decision for an order without creating a refund"),
     "reconcile": ("refundctl.reconcile", "compare a day's payouts with the gateways' records"),
     "audit": ("refundctl.audit", "verify the hash-chained audit log"),
