@@ -10,11 +10,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from refundctl.procs import ChildProcess, ProcessExited
+from refundctl.procs import ChildProcess
 
 __all__ = ["ProcessService", "Service", "ServiceStopped", "TaskService"]
 
@@ -133,8 +134,6 @@ class TaskService(Service):
 
     @property
     def pid(self) -> int | None:
-        import os
-
         return os.getpid() if self._task is not None else None
 
     @property
@@ -198,10 +197,3 @@ class TaskService(Service):
             error = self._task.exception()
             if error is not None:
                 raise error
-
-
-def exited(service: Service) -> ProcessExited | ServiceStopped:
-    """The error to raise for a service that ended while it should run."""
-    if isinstance(service, ProcessService):
-        return ProcessExited(service.child)
-    return ServiceStopped(f"{service.name} stopped with code {service.exit_code}")
