@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("store.migrate", "bring the database schema up to date"),
     "seed": ("refundctl.seed", "record the demo shop's orders"),
     "bench": ("bench.main", "measure automatic refunds against an empty workflow"),
+    "chaos": ("refundctl.chaos.run", "refunds while the worker is killed at random; checks"),
     "explain": ("refundctl.explain", "replay the decision for an order without creating a refund"),
     "reconcile": ("refundctl.reconcile", "compare a day's payouts with the gateways' records"),
     "audit": ("refundctl.audit", "verify the hash-chained audit log"),
