@@ -1,31 +1,13 @@
-"""Distributors' commissions while a refund is open: frozen on submission, clawed back
-pro rata when money goes back, released when it does not (DOMAIN.md "Money")."""
+"""Distributors' commissions while a refund is open (`store.commissions` moves them)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
-from activities.crashpoints import crashpoint
-from activities.messages import CommissionAction, CommissionAnswer, CommissionRequest
 from domain.model import utcnow
-from domain.refund import CommissionView
-from domain.types import CommissionState
-from store import audit, ledger, outbox
+from store import commissions
 from store.db import SessionFactory
-from store.models import CommissionRow, LedgerEntryRow, RefundCommissionRow
-from store.upsert import insert_ignore
-
-
-def pro_rata(share: int, refund_amount: int, order_amount: int) -> int:
-    """The part of a commission that a refund takes back, rounded down to the fen so the
-    sum over refunds never exceeds the commission."""
-    if order_amount <= 0:
-        return 0
-    return min(share, share * refund_amount // order_amount)
+from workflows.messages import CommissionAnswer, CommissionRequest
 
 
 class Commissions:
@@ -34,160 +16,16 @@ class Commissions:
 
     @activity.defn(name="move_commissions")
     async def move_commissions(self, req: CommissionRequest) -> CommissionAnswer:
-        now = utcnow()
         async with self.sessions.begin() as session:
-            shares = (
-                await session.scalars(
-                    select(CommissionRow)
-                    .where(CommissionRow.order_id == req.order_id)
-                    .order_by(CommissionRow.level, CommissionRow.beneficiary_id)
-                )
-            ).all()
-            if req.action is CommissionAction.FREEZE:
-                await insert_ignore(
-                    session,
-                    RefundCommissionRow,
-                    [
-                        {
-                            "refund_id": req.refund_id,
-                            "beneficiary_id": s.beneficiary_id,
-                            "level": s.level,
-                            "amount": pro_rata(s.amount, req.refund_amount, req.order_amount),
-                            "state": CommissionState.FROZEN.value,
-                            "updated_at": now,
-                        }
-                        for s in shares
-                    ],
-                )
-            rows = (
-                await session.scalars(
-                    select(RefundCommissionRow)
-                    .where(RefundCommissionRow.refund_id == req.refund_id)
-                    .order_by(RefundCommissionRow.level, RefundCommissionRow.beneficiary_id)
-                )
-            ).all()
-            for row in rows:
-                await self._move(session, req, row, now)
-            return CommissionAnswer(
-                commissions=[
-                    CommissionView(
-                        beneficiary_id=r.beneficiary_id,
-                        level=r.level,
-                        amount=r.amount,
-                        state=CommissionState(r.state),
-                    )
-                    for r in rows
-                ]
-            )
-
-    async def _move(
-        self, session: AsyncSession, req: CommissionRequest, row: RefundCommissionRow, now: datetime
-    ) -> None:
-        who = row.beneficiary_id
-        # Each step's ledger transaction is named after the step: a retry posts nothing new.
-        # The appeal cycle (freeze, release, freeze again) gets its own names via `cycle`.
-        cycle = await _cycle(session, req.refund_id, who)
-        if req.action is CommissionAction.FREEZE:
-            if (
-                row.state != CommissionState.FROZEN.value
-                and row.state != CommissionState.RELEASED.value
-            ):
-                return
-            posted = await ledger.post(
-                session,
-                f"refund:{req.refund_id}:commission:{who}:{row.level}:freeze:{cycle}",
-                {
-                    ledger.commission_available(who): -row.amount,
-                    ledger.commission_frozen(who): row.amount,
-                },
-                currency=req.currency,
-                now=now,
-                refund_id=req.refund_id,
-                memo="commission frozen while the refund is open",
-            )
-            row.state = CommissionState.FROZEN.value
-        elif row.state == CommissionState.FROZEN.value and req.action is CommissionAction.RELEASE:
-            posted = await ledger.post(
-                session,
-                f"refund:{req.refund_id}:commission:{who}:{row.level}:release:{cycle}",
-                {
-                    ledger.commission_frozen(who): -row.amount,
-                    ledger.commission_available(who): row.amount,
-                },
-                currency=req.currency,
-                now=now,
-                refund_id=req.refund_id,
-                memo="commission released: no refund",
-            )
-            row.state = CommissionState.RELEASED.value
-        elif row.state == CommissionState.FROZEN.value and req.action is CommissionAction.CLAW_BACK:
-            # A reviewer may have approved less than was frozen: take back the pro-rata part
-            # of what is refunded, give the rest back.
-            frozen = row.amount
-            share = await session.scalar(
-                select(CommissionRow.amount).where(
-                    CommissionRow.order_id == req.order_id,
-                    CommissionRow.beneficiary_id == who,
-                    CommissionRow.level == row.level,
-                )
-            )
-            take = min(frozen, pro_rata(share or 0, req.refund_amount, req.order_amount))
-            posted = await ledger.post(
-                session,
-                f"refund:{req.refund_id}:commission:{who}:{row.level}:claw_back",
-                {
-                    ledger.commission_frozen(who): -frozen,
-                    ledger.commission_available(who): frozen - take,
-                    ledger.merchant_settlement(req.merchant_id): take,
-                },
-                currency=req.currency,
-                now=now,
-                refund_id=req.refund_id,
-                memo="commission clawed back pro rata",
-            )
-            crashpoint("commissions.claw_back")
-            row.amount = take
-            # Frozen money the distributor had already withdrawn left the account negative:
-            # that is a debt they owe, shown as such.
-            left = await ledger.balance(session, ledger.commission_available(who), req.currency)
-            row.state = (CommissionState.DEBT if left < 0 else CommissionState.CLAWED_BACK).value
-        else:
-            return
-        row.updated_at = now
-        if posted:
-            await audit.append(
-                session,
-                event_key=f"commission:{req.refund_id}:{who}:{row.level}:{req.action.value}:{cycle}",
-                actor="worker",
-                action=f"commission.{req.action.value}",
-                subject=f"refund:{req.refund_id}",
-                payload={"beneficiary_id": who, "amount": row.amount, "state": row.state},
-                at=now,
-            )
-            await outbox.notify_upline(
+            moved = await commissions.move_commissions(
                 session,
                 refund_id=req.refund_id,
                 order_id=req.order_id,
-                beneficiary_id=who,
-                action=req.action.value,
-                # Distinct per step: freeze, release, freeze again after an appeal, claw-back.
-                step=-(10 * cycle + list(CommissionAction).index(req.action) + 1),
-                amount=row.amount,
-                state=row.state,
+                merchant_id=req.merchant_id,
                 currency=req.currency,
-                now=now,
+                action=req.action,
+                refund_amount=req.refund_amount,
+                order_amount=req.order_amount,
+                now=utcnow(),
             )
-
-
-async def _cycle(session: AsyncSession, refund_id: str, who: str) -> int:
-    """How many times this commission was released before (an appeal freezes it again)."""
-    n = await session.scalar(
-        select(func.count())
-        .select_from(LedgerEntryRow)
-        .where(
-            LedgerEntryRow.refund_id == refund_id,
-            LedgerEntryRow.account == ledger.commission_available(who),
-            LedgerEntryRow.txn_id.like(f"refund:{refund_id}:commission:{who}:%:release:%"),
-        )
-    )
-    return int(n or 0)
+            return CommissionAnswer(commissions=moved)

@@ -23,7 +23,6 @@ from temporalio.exceptions import ApplicationError
 
 from activities.crashpoints import crashpoint
 from activities.heartbeat import heartbeating
-from activities.messages import AbandonPayout, AbnormalRescue, PayoutRequest, SettlementQuery
 from domain.model import utcnow
 from domain.refund import PayoutView
 from domain.types import PayoutState
@@ -43,6 +42,7 @@ from store.db import SessionFactory
 from store.models import PayoutRow
 from store.refunds import payout_view
 from store.upsert import insert_ignore
+from workflows.messages import AbandonPayout, AbnormalRescue, PayoutRequest, SettlementQuery
 
 
 class Payouts:
@@ -63,13 +63,13 @@ class Payouts:
             return await self._send_payout(req)
 
     async def _send_payout(self, req: PayoutRequest) -> PayoutView:
-        gateway = self._gateway(req.channel.value)
+        gateway = self._gateway(req.channel)
         now = utcnow()
         async with self.sessions.begin() as session:
             await insert_ignore(session, PayoutRow, [_pending_row(req, now)])
             row = await session.get(PayoutRow, req.out_refund_no)
             assert row is not None
-            if PayoutState(row.state) is not PayoutState.PENDING:
+            if row.state is not PayoutState.PENDING:
                 return payout_view(row)  # a retry after an answer was recorded
             if gateway.instant:
                 answer = await gateway.send_refund(_order(row))
@@ -102,7 +102,7 @@ class Payouts:
 
     async def _query_payout(self, req: SettlementQuery) -> PayoutView:
         row = await self._row(req.out_refund_no)
-        if PayoutState(row.state).settled:
+        if row.state.settled:
             return payout_view(row)
         gateway = self._gateway(row.channel)
         order = _order(row)
@@ -123,7 +123,7 @@ class Payouts:
         """Send an ABNORMAL refund to a bank card instead (WeChat's abnormal-refund call)."""
         async with heartbeating():
             row = await self._row(req.out_refund_no)
-            if PayoutState(row.state) is not PayoutState.ABNORMAL:
+            if row.state is not PayoutState.ABNORMAL:
                 return payout_view(row)  # it moved on meanwhile (or a retry after success)
             gateway = self._gateway(row.channel)
             if not isinstance(gateway, RescuesAbnormalRefunds) or not row.gateway_refund_id:
@@ -227,10 +227,10 @@ class Payouts:
         actor: str = "worker",
         note: str = "",
     ) -> None:
-        if PayoutState(row.state).settled:
+        if row.state.settled:
             return  # a final state never changes (a late retry, a duplicate notification)
-        previous = PayoutState(row.state)
-        row.state = state.value
+        previous = row.state
+        row.state = state
         row.gateway_refund_id = gateway_refund_id or row.gateway_refund_id
         row.gateway_status = status[:128] or row.gateway_status
         row.updated_at = now
@@ -291,14 +291,14 @@ def _pending_row(req: PayoutRequest, now: datetime) -> dict[str, object]:
         "attempt": req.attempt,
         "payment_id": req.payment_id,
         "transaction_id": req.transaction_id,
-        "channel": req.channel.value,
+        "channel": req.channel,
         "amount": req.amount,
         "payment_total": req.payment_total,
         "currency": req.currency,
         "buyer_id": req.buyer_id,
         "merchant_id": req.merchant_id,
         "reason": req.reason[:80],
-        "state": PayoutState.PENDING.value,
+        "state": PayoutState.PENDING,
         "created_at": now,
         "updated_at": now,
         "settled_at": None,

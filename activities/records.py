@@ -8,19 +8,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.messages import CaseFile, CaseRequest, ProgressReport
+from activities.risk import assess_refund
 from domain.model import utcnow
 from domain.policy import Policy
-from store import audit, orders, outbox
+from domain.types import CommissionAction
+from store import audit, commissions, orders, outbox, progress
 from store import refunds as refund_rows
 from store.db import SessionFactory
-from store.models import RefundItemRow, RefundRow, TimelineRow
-from store.upsert import insert_ignore
+from workflows.messages import (
+    CaseFile,
+    CaseRequest,
+    CommissionAnswer,
+    OpenCaseRequest,
+    OpenedCase,
+    ProgressReport,
+    RecordWithCommissions,
+    RiskRequest,
+)
 
 
 class RefundRecords:
@@ -49,88 +57,134 @@ class RefundRecords:
             order=order, already_refunded=taken, policy=policy, policy_version=policy.version
         )
 
+    @activity.defn(name="open_case")
+    async def open_case(self, req: OpenCaseRequest) -> OpenedCase:
+        """Everything the decision needs, in one step of the workflow: the order, what other
+        refunds took, the policy in force and the risk; then, in one short write, the
+        distributors' commissions frozen and the refund marked as running."""
+        policy = self.policy()
+        async with self.reads() as session:
+            order = await orders.load_order(session, req.order_id)
+            if order is None:
+                return OpenedCase(order=None, policy=policy, policy_version=policy.version)
+            taken = await refund_rows.refunded_quantities(
+                session, req.order_id, exclude_refund=req.refund_id
+            )
+            wanted = {i.item_id for i in req.items}
+            risk = await assess_refund(
+                session,
+                RiskRequest(
+                    refund_id=req.refund_id,
+                    order_id=req.order_id,
+                    buyer_id=req.buyer_id,
+                    client=req.client,
+                    card_key_ids=[
+                        k.card_key_id
+                        for item in order.items
+                        if item.item_id in wanted
+                        for k in item.card_keys
+                    ],
+                    skus=sorted({i.sku for i in order.items}),
+                    at=req.at,
+                ),
+                policy,
+            )
+        async with self.sessions.begin() as session:
+            await refund_rows.mark_running(session, req.refund_id)
+            frozen = (
+                await commissions.move_commissions(
+                    session,
+                    refund_id=req.refund_id,
+                    order_id=order.order_id,
+                    merchant_id=order.merchant_id,
+                    currency=order.currency,
+                    action=CommissionAction.FREEZE,
+                    refund_amount=req.amount,
+                    order_amount=order.amount,
+                    now=utcnow(),
+                )
+                if order.commissions
+                else []
+            )
+        return OpenedCase(
+            order=order,
+            already_refunded=taken,
+            policy=policy,
+            policy_version=policy.version,
+            risk=risk,
+            commissions=frozen,
+        )
+
     @activity.defn(name="record_progress")
     async def record_progress(self, report: ProgressReport) -> None:
-        now = utcnow()
         async with self.sessions.begin() as session:
-            row = await session.get(RefundRow, report.refund_id)
-            if row is None:
-                raise ApplicationError(
-                    f"refund {report.refund_id} is not in the database",
-                    type="UnknownRefund",
-                    non_retryable=True,
-                )
-            # Reports are ordered by seq: a late retry of an older one must not roll back state.
-            body = report.body
-            newer = report.seq >= row.progress_seq
-            status_changed = newer and row.status != body.status.value
-            if newer:
-                _apply(row, report, now)
-                if report.reprice_items:
-                    await _replace_items(session, report)
-            await insert_ignore(
-                session,
-                TimelineRow,
-                [
-                    {
-                        "refund_id": report.refund_id,
-                        "seq": report.first_entry + i,
-                        "stage": e.stage,
-                        "at": e.at,
-                        "detail": e.detail[:2000],
-                    }
-                    for i, e in enumerate(report.new_entries)
-                ],
-            )
-            if report.release_claims:
-                await refund_rows.release_claims(session, report.refund_id)
-            if report.cancel_order:
-                await orders.mark_cancelled(session, row.order_id)
-            for event in report.audit:
-                await audit.append(
+            await self._record(session, report, utcnow())
+
+    @activity.defn(name="record_with_commissions")
+    async def record_with_commissions(self, req: RecordWithCommissions) -> CommissionAnswer:
+        """The refund's outcome and what it does to the distributors, in one transaction, so
+        the webhook and the inbox announce the commissions as they now stand."""
+        now = utcnow()
+        report, move = req.report, req.commissions
+        async with self.sessions.begin() as session:
+            moved = report.body.commissions
+            if move is not None:
+                moved = await commissions.move_commissions(
                     session,
-                    event_key=event.key,
-                    actor=event.actor,
-                    action=event.action,
-                    subject=f"refund:{report.refund_id}",
-                    payload=event.payload,
-                    at=now,
-                )
-            if status_changed or report.alerts:
-                await outbox.enqueue_status(
-                    session,
-                    body,
-                    seq=report.seq,
-                    webhook_url=self.webhook_url if status_changed else "",
-                    inbox=status_changed,
-                    alerts=report.alerts,
+                    refund_id=move.refund_id,
+                    order_id=move.order_id,
+                    merchant_id=move.merchant_id,
+                    currency=move.currency,
+                    action=move.action,
+                    refund_amount=move.refund_amount,
+                    order_amount=move.order_amount,
                     now=now,
                 )
+                body = report.body.model_copy(update={"commissions": moved})
+                report = report.model_copy(update={"body": body})
+            await self._record(session, report, now)
+        return CommissionAnswer(commissions=moved)
 
-
-def _apply(row: RefundRow, report: ProgressReport, now: datetime) -> None:
-    body = report.body
-    row.progress_seq = report.seq
-    row.workflow_started = True  # whoever started it, it runs: the sweeper can leave it be
-    row.status = body.status.value
-    row.amount = body.amount
-    row.destination = body.destination.value
-    row.decision = refund_rows.dumped(body.decision)
-    row.risk = refund_rows.dumped(body.risk)
-    row.risk_level = body.risk.level.value if body.risk else None
-    row.review = refund_rows.dumped(body.review)
-    row.review_deadline = body.review.deadline if body.review else None
-    row.policy_version = body.decision.policy_version if body.decision else row.policy_version
-    row.evidence = [e.model_dump(mode="json") for e in body.evidence]
-    row.updated_at = now
-
-
-async def _replace_items(session: AsyncSession, report: ProgressReport) -> None:
-    """The decision prices the items (a duplicate charge, a partial approval)."""
-    await session.execute(delete(RefundItemRow).where(RefundItemRow.refund_id == report.refund_id))
-    session.add_all(
-        RefundItemRow(
-            refund_id=report.refund_id, item_id=i.item_id, quantity=i.quantity, amount=i.amount
+    async def _record(self, session: AsyncSession, report: ProgressReport, now: datetime) -> None:
+        body = report.body
+        try:
+            status_changed = await progress.apply_report(
+                session,
+                body=body,
+                seq=report.seq,
+                reprice_items=report.reprice_items,
+                now=now,
+            )
+        except progress.UnknownRefund:
+            raise ApplicationError(
+                f"refund {report.refund_id} is not in the database",
+                type="UnknownRefund",
+                non_retryable=True,
+            ) from None
+        await progress.add_timeline(
+            session, report.refund_id, report.new_entries, first_seq=report.first_entry
         )
-        for i in report.body.items
-    )
+        if report.release_claims:
+            await refund_rows.release_claims(session, report.refund_id)
+        if report.cancel_order:
+            await orders.mark_cancelled(session, body.order_id)
+        for event in report.audit:
+            await audit.append(
+                session,
+                event_key=event.key,
+                actor=event.actor,
+                action=event.action,
+                subject=f"refund:{report.refund_id}",
+                payload=event.payload,
+                at=now,
+            )
+        if status_changed or report.alerts:
+            await outbox.enqueue_status(
+                session,
+                body,
+                seq=report.seq,
+                webhook_url=self.webhook_url if status_changed else "",
+                inbox=status_changed,
+                alerts=report.alerts,
+                now=now,
+            )

@@ -6,9 +6,9 @@ import asyncio
 
 from temporalio import activity
 
-from activities.messages import KeysAnswer, KeysRequest
 from domain.types import KeyState
 from peers.supplier import SupplierClient
+from workflows.messages import KeysAnswer, KeysRequest
 
 
 class CardKeyChecks:

@@ -3,13 +3,18 @@ the lifespan, never per request."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from api import problems
+from api.edge import EdgeGuard, RateLimits, limit_buyer_writes
+from api.openapi import document_router, install_problem_schema
 from api.routers import (
     admin,
     distributors,
@@ -20,6 +25,7 @@ from api.routers import (
     reports,
     reviews,
 )
+from api.streams import RefundWatch, StreamSlots
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from domain.policy import CurrentPolicy
@@ -32,19 +38,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
         app.state.settings = settings
         app.state.api_keys = settings.roles_by_key()
+        app.state.buyer_limits = RateLimits("buyer", settings.rate_limit_per_buyer)
         app.state.sessions = make_session_factory(engine)
         app.state.reads = make_read_session_factory(engine)
+        app.state.watch = RefundWatch(app.state.reads, interval=settings.stream_poll_seconds)
+        app.state.stream_slots = StreamSlots(settings.stream_max_per_key)
         app.state.temporal = await connect(settings)
         app.state.policy = CurrentPolicy(settings.policy_path or None)
-        async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-            app.state.supplier = supplier_client(settings, http)
-            # Only used to verify notifications: the key material is the gateway's public key.
-            app.state.wechat = wechat_client(settings, http)
-            yield
-        await engine.dispose()
+        watching = asyncio.create_task(app.state.watch.run(), name="events-watch")
+        try:
+            async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
+                app.state.supplier = supplier_client(settings, http)
+                # Only used to verify notifications: the key material is the gateway's public key.
+                app.state.wechat = wechat_client(settings, http)
+                yield
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+            await engine.dispose()
 
     app = FastAPI(
         title="kami-refunds",
@@ -52,10 +72,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Self-service refunds for card-key shops. Every `/v1` call carries "
         "`Authorization: Bearer <key>`; errors are `application/problem+json`.",
         lifespan=lifespan,
+        dependencies=[Depends(limit_buyer_writes)],
     )
     problems.install(app)
+    # Added last, runs first: the key and the Content-Length are checked before anything
+    # reads the body; chunked bodies are counted as they stream in.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeGuard,
+        max_body_bytes=settings.max_body_bytes,
+        per_key=RateLimits("key", settings.rate_limit_per_key),
+    )
     for module in (orders, refunds, reviews, notifications, distributors, admin, gateways, reports):
+        document_router(module.router)
         app.include_router(module.router)
+    install_problem_schema(app)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -12,7 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.problems import Problem
+from api.edge import key_id
+from api.problems import Problem, unauthorized
+from api.streams import RefundWatch, StreamSlots
 from config.settings import Settings
 from domain.types import Role
 from store.db import SessionFactory
@@ -51,6 +52,16 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _watch(request: Request) -> RefundWatch:
+    watch: RefundWatch = request.app.state.watch
+    return watch
+
+
+def _stream_slots(request: Request) -> StreamSlots:
+    slots: StreamSlots = request.app.state.stream_slots
+    return slots
+
+
 # Endpoints that write take SessionDep; the rest read through snapshots that never wait for
 # a writer (on SQLite, writers hold the lock from BEGIN).
 SessionDep = Annotated[AsyncSession, Depends(_session)]
@@ -58,6 +69,8 @@ ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 ReadSessionsDep = Annotated[SessionFactory, Depends(_sessions)]
 TemporalDep = Annotated[Client, Depends(_temporal)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+WatchDep = Annotated[RefundWatch, Depends(_watch)]
+StreamSlotsDep = Annotated[StreamSlots, Depends(_stream_slots)]
 
 
 # HTTPBearer (not a bare header) so the API docs page offers an "Authorize" button.
@@ -70,15 +83,9 @@ def _authenticate(
     keys: dict[str, Role] = request.app.state.api_keys
     token = credentials.credentials if credentials else ""
     role = keys.get(token)
-    if role is None:
-        raise Problem(
-            401,
-            "unauthorized",
-            "Missing or unknown API key",
-            "send Authorization: Bearer <key>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return Caller(key_id=hashlib.sha256(token.encode()).hexdigest()[:16], role=role)
+    if role is None:  # api.edge refused it already; kept for routes mounted without the edge
+        raise unauthorized()
+    return Caller(key_id=key_id(token), role=role)
 
 
 def require(*roles: Role) -> Callable[..., Caller]:
@@ -96,6 +103,7 @@ def require(*roles: Role) -> Callable[..., Caller]:
             )
         return caller
 
+    check.allowed_roles = frozenset(allowed)  # type: ignore[attr-defined]  # for api.openapi
     return check
 
 

@@ -28,7 +28,7 @@ from domain.types import OrderStatus, RefundStatus
 from store import orders
 from store import refunds as refund_rows
 from store.models import RefundRow
-from workers import starter
+from workflow_api import starter
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ async def _repeat(session: AsyncSession, caller: str, key: str, digest: str) -> 
         )
     row = await session.get(RefundRow, seen.refund_id)
     assert row is not None
-    return Intake(seen.refund_id, RefundStatus(row.status), created=False)
+    return Intake(seen.refund_id, row.status, created=False)
 
 
 async def _orderable(session: AsyncSession, request: RefundRequest) -> Order:

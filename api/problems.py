@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -43,6 +44,20 @@ def field_error(field: str, message: str, status: int = 422, detail: str = "") -
         detail or f"{field}: {message}",
         errors=[{"field": field, "message": message}],
     )
+
+
+def unauthorized() -> Problem:
+    return Problem(
+        401,
+        "unauthorized",
+        "Missing or unknown API key",
+        "send Authorization: Bearer <key>",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def too_large(limit: int) -> Problem:
+    return Problem(413, "too-large", "Request body is too large", f"at most {limit} bytes")
 
 
 def problem_response(p: Problem) -> JSONResponse:
@@ -91,12 +106,6 @@ def _error(e: Any) -> dict[str, Any]:
     return {"field": field, "message": message, "type": e.get("type")}
 
 
-def _known_key(request: Request) -> bool:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    keys = getattr(request.app.state, "api_keys", {})
-    return scheme.lower() == "bearer" and token.strip() in keys
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
@@ -106,17 +115,7 @@ def install(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [_error(e) for e in exc.errors()]
         if any(e["type"] == "json_invalid" for e in errors):
-            # FastAPI parses the body before the auth dependency runs: answer who-are-you first.
-            if request.url.path.startswith("/v1/") and not _known_key(request):
-                return problem_response(
-                    Problem(
-                        401,
-                        "unauthorized",
-                        "Missing or unknown API key",
-                        "send Authorization: Bearer <key>",
-                        headers={"WWW-Authenticate": "Bearer"},
-                    )
-                )
+            # The key was checked before the body was read (api.edge): a 401 came first.
             return problem_response(
                 Problem(
                     400,
@@ -131,9 +130,24 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413:  # a chunked body grew past the cap while it streamed in
+            return problem_response(too_large(request.app.state.settings.max_body_bytes))
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return problem_response(Problem(exc.status_code, slug, str(exc.detail), str(exc.detail)))
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(_: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("no database connection within the pool timeout: %s", exc)
+        return problem_response(
+            Problem(
+                503,
+                "busy",
+                "The service is busy",
+                "no database connection was free in time; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

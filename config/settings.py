@@ -8,13 +8,16 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from limits import parse_many
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.types import Role
 
 DEV_SECRET = "dev-only-secret-change-me"
 VAR_DIR = Path("var")
+# The id of the sandbox's "WeChat Pay public key" (real ids are issued by WeChat per merchant).
+SANDBOX_WECHAT_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000000012026112900000000000001"
 
 
 class Settings(BaseSettings):
@@ -50,8 +53,20 @@ class Settings(BaseSettings):
     wechat_mchid: str = "1900000001"
     wechat_serial_no: str = "SANDBOXMCHSERIAL0001"
     wechat_private_key_path: str = str(VAR_DIR / "keys" / "wechat_merchant_private.pem")
-    wechat_platform_public_key_path: str = str(VAR_DIR / "keys" / "wechat_platform_public.pem")
     wechat_apiv3_key: str = "0123456789abcdef0123456789abcdef"  # 32 bytes, AES-256-GCM
+    # What WeChat Pay signs answers and notifications with, chosen by their Wechatpay-Serial.
+    # Platform certificates: PEM files or directories of them, comma separated (empty: none).
+    wechat_platform_certs: str = str(VAR_DIR / "keys" / "wechat_platform_cert.pem")
+    # The WeChat Pay public key and its id; with an id, every request names it in
+    # Wechatpay-Serial and WeChat signs the answer with it. Empty id: certificates only.
+    wechat_public_key_path: str = str(VAR_DIR / "keys" / "wechat_pubkey_public.pem")
+    wechat_public_key_id: str = SANDBOX_WECHAT_PUBLIC_KEY_ID
+    # How far a signed answer's or notification's Wechatpay-Timestamp may be from our clock.
+    wechat_clock_skew_seconds: int = Field(default=300, ge=0)
+    # Download new platform certificates (GET /v3/certificates) on an unknown serial.
+    wechat_refresh_certificates: bool = True
+    # Gone: a bare key cannot be matched to an answer's Wechatpay-Serial (refused if set).
+    wechat_platform_public_key_path: str = ""
 
     # Where gateways send refund notifications (the API's public address).
     public_base_url: str = "http://127.0.0.1:8000"
@@ -61,6 +76,32 @@ class Settings(BaseSettings):
 
     http_timeout_seconds: float = 10.0
 
+    # The database pool of the API process (issue 8: a crowd of callers must not drain it).
+    # A request that waits longer than the pool timeout for a connection gets 503.
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=10, ge=0, le=1000)
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    # Limits at the HTTP edge, checked before any work (README, "Limits").
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # `limits` notation, several separated by ";" ("100/second;2000/minute"); empty: no limit.
+    # Counted per API key on every write (POST/PUT/PATCH/DELETE), and per buyer (the body's
+    # buyer_id, scoped to the key) on writes that name one.
+    rate_limit_per_key: str = "1000/second"
+    rate_limit_per_buyer: str = "300/minute"
+
+    # GET /v1/refunds/{id}/events: open streams per key, a stream's lifetime (the client
+    # reconnects with Last-Event-ID), how often one watcher looks for changes for all open
+    # streams, and the keep-alive comment interval.
+    stream_max_per_key: int = Field(default=500, ge=1)
+    stream_max_seconds: float = Field(default=900.0, gt=0)
+    stream_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    stream_keepalive_seconds: float = Field(default=15.0, gt=0)
+
+    # Times in a request may run ahead of this server's clock by at most this much (clock skew
+    # between the platform and us); later ones are refused as implausible.
+    max_clock_skew_seconds: float = Field(default=300.0, ge=0)
+
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
         if self.environment == "production":
@@ -69,7 +110,37 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} must be set in production")
             if not self.api_keys:
                 raise ValueError("API_KEYS must be set in production")
+            if self.wechat_public_key_id == SANDBOX_WECHAT_PUBLIC_KEY_ID:
+                raise ValueError(
+                    "WECHAT_PUBLIC_KEY_ID must be set in production "
+                    "(your PUB_KEY_ID_..., or empty to use platform certificates only)"
+                )
         return self
+
+    @model_validator(mode="after")
+    def _wechat_keys(self) -> Settings:
+        if self.wechat_platform_public_key_path:
+            raise ValueError(
+                "WECHAT_PLATFORM_PUBLIC_KEY_PATH is no longer read: WeChat Pay signs with "
+                "platform certificates (WECHAT_PLATFORM_CERTS) or the WeChat Pay public key "
+                "(WECHAT_PUBLIC_KEY_PATH and WECHAT_PUBLIC_KEY_ID), chosen by each answer's "
+                "Wechatpay-Serial; see the README"
+            )
+        if self.wechat_public_key_id and not self.wechat_public_key_id.startswith("PUB_KEY_ID_"):
+            raise ValueError("WECHAT_PUBLIC_KEY_ID starts with PUB_KEY_ID_")
+        if not self.wechat_public_key_id and not self.wechat_platform_cert_paths():
+            raise ValueError("WeChat Pay needs WECHAT_PLATFORM_CERTS or WECHAT_PUBLIC_KEY_ID")
+        return self
+
+    def wechat_platform_cert_paths(self) -> list[str]:
+        return [p.strip() for p in self.wechat_platform_certs.split(",") if p.strip()]
+
+    @field_validator("rate_limit_per_key", "rate_limit_per_buyer")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        if value.strip():
+            parse_many(value)  # ValueError names the bad part
+        return value.strip()
 
     def roles_by_key(self) -> dict[str, Role]:
         keys: dict[str, Role] = {}

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from domain.model import Model
 from domain.order import Order
-from domain.refund import RefundItemRequest, RefundItemView, RiskAssessment
+from domain.refund import DecisionView, RefundItemRequest, RefundItemView, RiskAssessment
 from domain.types import Destination, KeyState, Outcome, RefundReason
 
 
@@ -43,3 +43,25 @@ class Decision(Model):
     payment_ids: list[str] = Field(default_factory=list)
     review_deadline_hours: int = 24
     policy_version: str = ""
+
+    def view(self) -> DecisionView:
+        """The decision as the refund body shows it."""
+        return DecisionView(
+            outcome=self.outcome,
+            rule=self.rule,
+            explanation=self.explanation,
+            explanation_zh=self.explanation_zh,
+            policy_version=self.policy_version,
+            refundable_amount=self.amount,
+        )
+
+
+def priced_items(order: Order, items: list[RefundItemRequest]) -> list[RefundItemView]:
+    """The items asked for, at the order's prices (before the rules decide what is owed)."""
+    prices = {i.item_id: i.unit_price for i in order.items}
+    return [
+        RefundItemView(
+            item_id=i.item_id, quantity=i.quantity, amount=prices.get(i.item_id, 0) * i.quantity
+        )
+        for i in items
+    ]

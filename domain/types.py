@@ -142,6 +142,15 @@ class CommissionState(StrEnum):
     DEBT = "debt"  # clawed back after the distributor withdrew: they owe it
 
 
+class CommissionAction(StrEnum):
+    """What a refund does to its order's commissions: freeze on submission, claw back (pro
+    rata) when money goes back, release when it does not."""
+
+    FREEZE = "freeze"
+    CLAW_BACK = "claw_back"
+    RELEASE = "release"
+
+
 class RiskLevel(StrEnum):
     LOW = "low"
     MEDIUM = "medium"

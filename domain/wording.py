@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from domain.policy import Windows
-from domain.types import PaymentChannel, RefundReason
+from domain.types import KeyState, PaymentChannel, RefundReason
 
 # What people call each payment route. A route without a name here shows its channel word.
 CHANNEL_NAMES: dict[PaymentChannel, str] = {
@@ -78,3 +78,13 @@ def self_service_limit_zh(windows: Windows) -> str:
     if windows.hard_limit_days is not None:
         return f"{windows.hard_limit_days}天"
     return f"{windows.conditional_hours}小时"
+
+
+def yuan(fen: int) -> str:
+    """¥50.00: how the timeline shows money."""
+    return f"¥{fen // 100}.{fen % 100:02d}"
+
+
+def describe_keys(states: dict[str, KeyState]) -> str:
+    """`K-1: unredeemed, K-2: locked`: what the supplier said, for the timeline."""
+    return ", ".join(f"{k}: {s.value}" for k, s in sorted(states.items())) or "no card keys"

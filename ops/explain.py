@@ -10,8 +10,6 @@ from datetime import datetime
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.messages import RiskRequest
-from activities.risk import gather_facts
 from domain import rules
 from domain.decision import Decision, DecisionCase
 from domain.model import Identifier, Model, ShortText, UtcDatetime, utcnow
@@ -23,6 +21,7 @@ from domain.types import KeyState, RefundReason
 from peers.supplier import SupplierClient
 from store import orders
 from store import refunds as refund_rows
+from store.risk import risk_facts
 
 
 class ExplainRequest(Model):
@@ -60,17 +59,15 @@ async def explain(
     ]
     keys = _keys(order, items)
     states = req.key_states if req.key_states is not None else await _ask_supplier(supplier, keys)
-    facts = await gather_facts(
+    facts = await risk_facts(
         session,
-        RiskRequest(
-            refund_id="(explain)",
-            order_id=order.order_id,
-            buyer_id=order.buyer_id,
-            client=order.client,
-            card_key_ids=[k.card_key_id for k in keys],
-            skus=sorted({i.sku for i in order.items}),
-            at=at,
-        ),
+        refund_id="(explain)",
+        buyer_id=order.buyer_id,
+        device_id=order.client.device_id if order.client else None,
+        ip=order.client.ip if order.client else None,
+        card_key_ids=[k.card_key_id for k in keys],
+        skus=sorted({i.sku for i in order.items}),
+        at=at,
     )
     risk = assess(facts, policy)
     case = DecisionCase(

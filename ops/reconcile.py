@@ -100,7 +100,7 @@ def _order(p: PayoutRow) -> RefundOrder:
 
 
 def _verdict(p: PayoutRow, theirs: GatewayRefund) -> str:
-    ours = PayoutState(p.state)
+    ours = p.state
     if theirs.state is PayoutState.PENDING:  # the gateway has nothing under this number
         return "pending" if ours is PayoutState.PENDING else "missing"
     if theirs.amount != p.amount:

@@ -232,6 +232,7 @@ class AlipayClient:
         sub_code = str(node.get("sub_code") or "") or None
         message = str(node.get("sub_msg") or node.get("msg") or "")
         transient = code in _TRANSIENT_CODES or sub_code in _TRANSIENT_SUB_CODES
+        claimed = f"{code}/{sub_code}" if sub_code else code  # what an unverified answer says
         if not sign or not rsa_verify(self._alipay_public_key, text.encode("utf-8"), sign):
             # Nothing unsigned is a refusal: Alipay's own "retry with the same parameters"
             # (20000) is retried; any other unsigned or forged answer leaves the outcome
@@ -244,9 +245,11 @@ class AlipayClient:
                     f"alipay {method}: {message or 'unsigned error'}", code, sub_code=sub_code
                 )
             if not sign:
-                raise AnswerUntrusted(code, f"alipay {method}: unsigned answer", sub_code=sub_code)
+                raise AnswerUntrusted(
+                    "UNSIGNED_ANSWER", f"alipay {method}: unsigned answer", sub_code=claimed
+                )
             raise SignatureInvalid(
-                f"alipay {method}: answer signature does not verify", code, sub_code=sub_code
+                f"alipay {method}: answer signature does not verify", sub_code=claimed
             )
         if response.status_code != 200:
             raise GatewayUnavailable(

@@ -11,6 +11,7 @@ from peers.alipay import AlipayClient
 from peers.balance import BalanceGateway
 from peers.payouts import Gateways
 from peers.supplier import SupplierClient
+from peers.wechat_keys import WechatPayKeys, load_certificates
 from peers.wechatpay import WechatPayClient
 
 
@@ -24,6 +25,19 @@ def alipay_client(settings: Settings, http: httpx.AsyncClient) -> AlipayClient:
     )
 
 
+def wechat_keys(settings: Settings) -> WechatPayKeys:
+    """The platform certificates and/or the WeChat Pay public key the settings name."""
+    public_key_id = settings.wechat_public_key_id or None
+    return WechatPayKeys(
+        certificates=load_certificates(settings.wechat_platform_cert_paths()),
+        public_key=(
+            signing.load_public_key(settings.wechat_public_key_path) if public_key_id else None
+        ),
+        public_key_id=public_key_id,
+        max_clock_skew_seconds=settings.wechat_clock_skew_seconds,
+    )
+
+
 def wechat_client(settings: Settings, http: httpx.AsyncClient) -> WechatPayClient:
     return WechatPayClient(
         http,
@@ -31,9 +45,10 @@ def wechat_client(settings: Settings, http: httpx.AsyncClient) -> WechatPayClien
         mchid=settings.wechat_mchid,
         serial_no=settings.wechat_serial_no,
         merchant_private_key=signing.load_private_key(settings.wechat_private_key_path),
-        platform_public_key=signing.load_public_key(settings.wechat_platform_public_key_path),
+        platform_keys=wechat_keys(settings),
         apiv3_key=settings.wechat_apiv3_key,
         notify_url=settings.public_base_url.rstrip("/") + "/v1/gateways/wechat/notify",
+        refresh_certificates=settings.wechat_refresh_certificates,
     )
 
 

@@ -16,15 +16,19 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509.oid import NameOID
 
 __all__ = [
     "SANDBOX_KEY_FILES",
+    "SANDBOX_WECHAT_CERT_FILE",
     "WECHATPAY_AUTH_SCHEMA",
     "DecryptionFailed",
     "WechatpayAuthorization",
@@ -33,14 +37,17 @@ __all__ = [
     "alipay_verify",
     "ensure_keypair",
     "ensure_sandbox_keys",
+    "ensure_self_signed_certificate",
     "load_private_key",
     "load_public_key",
     "new_nonce",
+    "new_self_signed_certificate",
     "parse_wechatpay_authorization",
     "rsa_sign",
     "rsa_verify",
     "wechatpay_authorization",
     "wechatpay_decrypt",
+    "wechatpay_decrypt_sensitive",
     "wechatpay_encrypt",
     "wechatpay_encrypt_sensitive",
     "wechatpay_request_message",
@@ -60,9 +67,15 @@ SANDBOX_KEY_FILES: dict[str, tuple[str, str]] = {
     "alipay_platform": ("alipay_platform_private.pem", "alipay_platform_public.pem"),
     # Our WeChat Pay merchant key (APIv3 certificate key).
     "wechat_merchant": ("wechat_merchant_private.pem", "wechat_merchant_public.pem"),
-    # WeChat Pay's platform key: signs answers and notifications.
+    # WeChat Pay's platform certificate key (certificate: `SANDBOX_WECHAT_CERT_FILE`): signs
+    # answers and notifications for merchants that verify with platform certificates.
     "wechat_platform": ("wechat_platform_private.pem", "wechat_platform_public.pem"),
+    # The "WeChat Pay public key" (its id is `PUB_KEY_ID_...`): signs answers to requests that
+    # name it in `Wechatpay-Serial`, and notifications to merchants that use it.
+    "wechat_pubkey": ("wechat_pubkey_private.pem", "wechat_pubkey_public.pem"),
 }
+# The sandbox's self-signed WeChat Pay platform certificate, next to its private key.
+SANDBOX_WECHAT_CERT_FILE = "wechat_platform_cert.pem"
 
 
 class DecryptionFailed(ValueError):
@@ -101,7 +114,8 @@ def ensure_keypair(private_path: str | Path, public_path: str | Path) -> None:
 
 
 def ensure_sandbox_keys(directory: str | Path) -> dict[str, tuple[Path, Path]]:
-    """Create the four dev keypairs (see `SANDBOX_KEY_FILES`) in `directory` if missing.
+    """Create the dev keypairs (see `SANDBOX_KEY_FILES`) in `directory` if missing, and the
+    WeChat Pay platform certificate (`SANDBOX_WECHAT_CERT_FILE`) for the platform key.
 
     Returns role -> (private path, public path).
     """
@@ -111,7 +125,79 @@ def ensure_sandbox_keys(directory: str | Path) -> dict[str, tuple[Path, Path]]:
         private_path, public_path = directory / private_name, directory / public_name
         ensure_keypair(private_path, public_path)
         paths[role] = (private_path, public_path)
+    ensure_self_signed_certificate(
+        paths["wechat_platform"][0],
+        directory / SANDBOX_WECHAT_CERT_FILE,
+        common_name="Sandbox WeChat Pay platform certificate",
+    )
     return paths
+
+
+def new_self_signed_certificate(
+    private_key: rsa.RSAPrivateKey,
+    *,
+    common_name: str,
+    not_before: datetime,
+    not_after: datetime,
+    serial_number: int | None = None,
+) -> x509.Certificate:
+    """A throwaway X.509 certificate for `private_key`, as a sandbox platform certificate.
+
+    The serial is random (160 bits at most, like WeChat's 40-hex-digit serials) unless given.
+    """
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kami-refunds sandbox"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private_key.public_key())
+        .serial_number(serial_number or x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(private_key, hashes.SHA256())
+    )
+
+
+def ensure_self_signed_certificate(
+    private_path: str | Path,
+    cert_path: str | Path,
+    *,
+    common_name: str,
+    valid_days: int = 5 * 365,
+) -> Path:
+    """Create `cert_path` for the key in `private_path` unless a certificate for that key,
+    valid today, is already there (a regenerated key or an expired certificate gets a new one)."""
+    cert_path = Path(cert_path)
+    private_key = load_private_key(private_path)
+    if cert_path.exists():
+        try:
+            existing = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        except ValueError:
+            existing = None
+        now = datetime.now(UTC)
+        if (
+            existing is not None
+            and existing.public_key() == private_key.public_key()
+            and existing.not_valid_before_utc <= now < existing.not_valid_after_utc
+        ):
+            return cert_path
+    now = datetime.now(UTC)
+    certificate = new_self_signed_certificate(
+        private_key,
+        common_name=common_name,
+        not_before=now - timedelta(days=1),
+        not_after=now + timedelta(days=valid_days),
+    )
+    tmp = cert_path.with_name(f".{cert_path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    tmp.replace(cert_path)
+    return cert_path
 
 
 def load_private_key(path_or_pem: str | Path | bytes) -> rsa.RSAPrivateKey:
@@ -259,6 +345,7 @@ def wechatpay_sign_response(
     timestamp = timestamp or str(int(time.time()))
     nonce = nonce or new_nonce()
     return {
+        "Wechatpay-Signature-Type": WECHATPAY_AUTH_SCHEMA,
         "Wechatpay-Timestamp": timestamp,
         "Wechatpay-Nonce": nonce,
         "Wechatpay-Signature": rsa_sign(
@@ -355,3 +442,18 @@ def wechatpay_encrypt_sensitive(public_key: rsa.RSAPublicKey, text: str) -> str:
         ),
     )
     return base64.b64encode(ciphertext).decode("ascii")
+
+
+def wechatpay_decrypt_sensitive(private_key: rsa.RSAPrivateKey, ciphertext_b64: str) -> str:
+    """The inverse of `wechatpay_encrypt_sensitive`, for the sandbox gateway; raises
+    `DecryptionFailed` when the field was not encrypted for this key."""
+    try:
+        plaintext = private_key.decrypt(
+            base64.b64decode(ciphertext_b64, validate=True),
+            padding.OAEP(
+                mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None
+            ),
+        )
+        return plaintext.decode("utf-8")
+    except ValueError as exc:  # bad base64, wrong key, not UTF-8
+        raise DecryptionFailed("sensitive field did not decrypt") from exc

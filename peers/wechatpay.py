@@ -1,20 +1,28 @@
 """WeChat Pay API v3 refunds: create, query, and the signed, encrypted refund notification.
 
 Every request is signed WECHATPAY2-SHA256-RSA2048 with the merchant key; every answer and
-notification is signed by the platform key and is verified before anything is read from it.
+notification is signed by a platform certificate or the WeChat Pay public key, chosen by its
+`Wechatpay-Serial` (`peers.wechat_keys`), and verified before anything is read from it. With
+the public key configured every request names it in `Wechatpay-Serial`, which is how WeChat
+knows to sign the answer with it. A certificate serial we do not know sends us to
+`GET /v3/certificates` (at most once a minute) before the answer is given up as unverifiable.
+
 A refund that ends CLOSED can only be retried with a *new* `out_refund_no`; repeating the old
 number just returns the closed refund, which is what keeps a retry from paying twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -33,10 +41,11 @@ from peers.signing import (
     wechatpay_authorization,
     wechatpay_decrypt,
     wechatpay_encrypt_sensitive,
-    wechatpay_verify_response,
 )
+from peers.wechat_keys import UNKNOWN_SERIAL, WechatPayKeys, is_public_key_id
 
 __all__ = [
+    "CERTIFICATES_PATH",
     "REFUNDS_PATH",
     "RefundNotification",
     "WechatPayClient",
@@ -46,6 +55,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 REFUNDS_PATH = "/v3/refund/domestic/refunds"
+CERTIFICATES_PATH = "/v3/certificates"
+# A forger can name any serial: an unknown one costs at most one download per interval.
+CERTIFICATE_REFRESH_INTERVAL_SECONDS = 60.0
 
 _STATES = {
     "SUCCESS": PayoutState.SUCCEEDED,
@@ -94,22 +106,30 @@ class WechatPayClient:
         mchid: str,
         serial_no: str,
         merchant_private_key: rsa.RSAPrivateKey,
-        platform_public_key: rsa.RSAPublicKey,
+        platform_keys: WechatPayKeys,
         apiv3_key: str,
-        platform_serial: str | None = None,
         notify_url: str | None = None,
+        refresh_certificates: bool = True,
+        refresh_interval: float = CERTIFICATE_REFRESH_INTERVAL_SECONDS,
     ) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
         self._mchid = mchid
         self._serial_no = serial_no
         self._private_key = merchant_private_key
-        self._platform_public_key = platform_public_key
+        self._keys = platform_keys
         self._apiv3_key = apiv3_key
-        # When set, answers signed under another platform certificate are refused.
-        self._platform_serial = platform_serial
         # Where WeChat announces REFUND.SUCCESS / ABNORMAL / CLOSED (the API's receiver).
         self._notify_url = notify_url
+        self._refresh = refresh_certificates
+        self._refresh_interval = refresh_interval
+        self._refreshed_at: float | None = None
+        self._refresh_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[int]] = set()
+
+    @property
+    def platform_keys(self) -> WechatPayKeys:
+        return self._keys
 
     async def send_refund(self, order: RefundOrder) -> GatewayRefund:
         return await self.refund(
@@ -139,11 +159,12 @@ class WechatPayClient:
         return self._to_refund(answer)
 
     def encrypt_sensitive(self, text: str) -> tuple[str, str]:
-        """(ciphertext, serial of the key it is for): a bank field for `AbnormalRefundRequest`."""
-        return (
-            wechatpay_encrypt_sensitive(self._platform_public_key, text),
-            self._platform_serial or "",
-        )
+        """(ciphertext, serial of the key it is for): a bank field for `AbnormalRefundRequest`.
+
+        Encrypted for the WeChat Pay public key when configured, else for the valid platform
+        certificate that expires last; the serial goes in the request's `Wechatpay-Serial`."""
+        key, serial = self._keys.encryption_key()
+        return wechatpay_encrypt_sensitive(key, text), serial
 
     async def refund(
         self,
@@ -187,10 +208,13 @@ class WechatPayClient:
         The receiver should answer 200 `{"code": "SUCCESS"}` only after it has recorded the
         result, and must expect the same notification more than once.
         """
-        if not wechatpay_verify_response(
-            self._platform_public_key, headers, body, expected_serial=self._platform_serial
-        ):
-            raise SignatureInvalid("wechat notification signature does not verify")
+        try:
+            self._keys.verify(headers, body)
+        except SignatureInvalid as invalid:
+            if invalid.sub_code == UNKNOWN_SERIAL and self._may_refresh(headers):
+                # WeChat retries the notification: by then the new certificate is known.
+                self._refresh_soon()
+            raise
         try:
             envelope = json.loads(body)
             resource = envelope["resource"]
@@ -229,33 +253,7 @@ class WechatPayClient:
         *,
         encrypted_with: str | None = None,
     ) -> dict[str, Any]:
-        content = (
-            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-            if body is not None
-            else b""
-        )
-        request = self._http.build_request(
-            method,
-            self._base_url + path,
-            content=content or None,
-            headers={"Accept": "application/json", "Content-Type": "application/json"},
-        )
-        if encrypted_with:
-            # Encrypted fields name the platform key that can read them.
-            request.headers["Wechatpay-Serial"] = encrypted_with
-        # Sign exactly the path and query that go on the wire.
-        request.headers["Authorization"] = wechatpay_authorization(
-            self._private_key,
-            mchid=self._mchid,
-            serial_no=self._serial_no,
-            method=method,
-            url_path=request.url.raw_path.decode("ascii"),
-            body=content,
-        )
-        try:
-            response = await self._http.send(request)
-        except httpx.TransportError as exc:
-            raise GatewayUnavailable(f"wechat {method} {path}: {type(exc).__name__}") from exc
+        response = await self._send(method, path, body, encrypted_with=encrypted_with)
         raw = response.content
         code, message = ("", "") if response.is_success else _error_words(raw)
         if response.status_code >= 500 or response.status_code == 429:
@@ -263,24 +261,23 @@ class WechatPayClient:
                 f"wechat {method} {path}: HTTP {response.status_code} {message}".rstrip(),
                 code or f"HTTP_{response.status_code}",
             )
-        if not wechatpay_verify_response(
-            self._platform_public_key,
-            response.headers,
-            raw,
-            expected_serial=self._platform_serial,
-        ):
+        try:
+            await self._verify(response)
+        except SignatureInvalid as invalid:
             # Unsigned or forged: whatever it says, the outcome is unknown (never "refused").
             logger.warning(
-                "wechat %s %s: unverified answer HTTP %s %s",
+                "wechat %s %s: unverified answer HTTP %s %s: %s",
                 method,
                 path,
                 response.status_code,
                 code,
+                invalid.message,
             )
             raise SignatureInvalid(
-                f"wechat {method} {path}: answer signature does not verify",
-                sub_code=code or f"HTTP_{response.status_code}",
-            )
+                f"wechat {method} {path}: answer HTTP {response.status_code} "
+                f"{code or '-'} not verified: {invalid.message}",
+                sub_code=invalid.sub_code,
+            ) from invalid
         try:
             answer = json.loads(raw) if raw else {}
         except ValueError as exc:
@@ -294,6 +291,122 @@ class WechatPayClient:
         if code in _TRANSIENT_CODES:
             raise GatewayUnavailable(f"wechat {method} {path}: {message}", code)
         raise GatewayRefused(code, message)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        encrypted_with: str | None = None,
+    ) -> httpx.Response:
+        content = (
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            if body is not None
+            else b""
+        )
+        request = self._http.build_request(
+            method,
+            self._base_url + path,
+            content=content or None,
+            headers={"Accept": "application/json", "Content-Type": "application/json"},
+        )
+        # Encrypted fields name the key that can read them; otherwise naming our WeChat Pay
+        # public key is what makes WeChat sign the answer with it instead of a certificate.
+        serial = encrypted_with or self._keys.public_key_id
+        if serial:
+            request.headers["Wechatpay-Serial"] = serial
+        # Sign exactly the path and query that go on the wire.
+        request.headers["Authorization"] = wechatpay_authorization(
+            self._private_key,
+            mchid=self._mchid,
+            serial_no=self._serial_no,
+            method=method,
+            url_path=request.url.raw_path.decode("ascii"),
+            body=content,
+        )
+        try:
+            return await self._http.send(request)
+        except httpx.TransportError as exc:
+            raise GatewayUnavailable(f"wechat {method} {path}: {type(exc).__name__}") from exc
+
+    async def _verify(self, response: httpx.Response) -> None:
+        try:
+            self._keys.verify(response.headers, response.content)
+        except SignatureInvalid as invalid:
+            if invalid.sub_code != UNKNOWN_SERIAL or not self._may_refresh(response.headers):
+                raise
+            # A rotated platform certificate: fetch the current ones, then try once more.
+            if not await self.refresh_certificates():
+                raise
+            self._keys.verify(response.headers, response.content)
+
+    def _may_refresh(self, headers: Mapping[str, str]) -> bool:
+        serial = headers.get("Wechatpay-Serial") or headers.get("wechatpay-serial") or ""
+        return self._refresh and not is_public_key_id(serial)
+
+    def _refresh_soon(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self.refresh_certificates())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def refresh_certificates(self) -> int:
+        """Download WeChat's platform certificates (`GET /v3/certificates`) and trust the new
+        ones; returns how many were new. At most once per refresh interval; never raises.
+
+        Each certificate arrives AEAD_AES_256_GCM-encrypted with our APIv3 key, which only
+        WeChat and we know, and the answer must verify under the downloaded or known keys.
+        """
+        async with self._refresh_lock:
+            now = time.monotonic()
+            if self._refreshed_at is not None and now - self._refreshed_at < self._refresh_interval:
+                return 0
+            self._refreshed_at = now
+            try:
+                return await self._download_certificates()
+            except Exception:  # a failed refresh leaves the answer unverified, nothing worse
+                logger.warning("wechat platform certificate download failed", exc_info=True)
+                return 0
+
+    async def _download_certificates(self) -> int:
+        response = await self._send("GET", CERTIFICATES_PATH)
+        if not response.is_success:
+            logger.warning("wechat %s: HTTP %s", CERTIFICATES_PATH, response.status_code)
+            return 0
+        downloaded: list[x509.Certificate] = []
+        for item in json.loads(response.content).get("data") or []:
+            encrypted = item.get("encrypt_certificate") or {}
+            if encrypted.get("algorithm") != "AEAD_AES_256_GCM":
+                continue
+            try:
+                pem = wechatpay_decrypt(
+                    self._apiv3_key,
+                    nonce=str(encrypted["nonce"]),
+                    associated_data=str(encrypted.get("associated_data") or ""),
+                    ciphertext=str(encrypted["ciphertext"]),
+                )
+                downloaded.append(x509.load_pem_x509_certificate(pem))
+            except (DecryptionFailed, KeyError, ValueError):
+                logger.warning("wechat certificate %s did not decrypt", item.get("serial_no"))
+        if not downloaded:
+            return 0
+        candidates = WechatPayKeys(
+            certificates=[*self._keys.certificates, *downloaded],
+            max_clock_skew_seconds=self._keys.max_clock_skew_seconds,
+        )
+        try:
+            candidates.verify(response.headers, response.content)
+        except SignatureInvalid as invalid:
+            logger.warning("wechat %s: answer not verified: %s", CERTIFICATES_PATH, invalid)
+            return 0
+        added = self._keys.add_certificates(downloaded)
+        if added:
+            logger.info("wechat: %d new platform certificate(s) downloaded", added)
+        return added
 
     @staticmethod
     def _to_refund(answer: dict[str, Any]) -> GatewayRefund:

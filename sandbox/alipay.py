@@ -1,10 +1,18 @@
-"""A local Alipay gateway (`POST /gateway.do`) for refunds, behaving as Alipay documents.
+"""A local Alipay gateway (`/gateway.do`, POST or GET) for refunds, behaving as Alipay documents.
 
 It verifies the app's RSA2 signature (40002 isv.invalid-signature otherwise), signs every answer
 with the "Alipay" platform key over the exact JSON text of the response node, refunds each
 `out_request_no` of a trade once (a repeat answers `fund_change: "N"`), refuses to refund more
 than a registered payment's total, and settles refunds only through
 `alipay.trade.fastpay.refund.query`, as the real gateway has no refund notification.
+
+Armed faults (`POST /sandbox/faults`) for the refund call: `processing` (settles later),
+`timeout` (recorded, answered late), `error_5xx`, `closed` (ACQ.TRADE_HAS_CLOSE),
+`system_error` (signed 20000 ACQ.SYSTEM_ERROR, nothing recorded), `unsigned_system_error`
+(20000 isp.unknow-error *without* `sign`, nothing recorded: retry the same number),
+`bad_signature` (refunded, but the answer's `sign` does not verify) and `no_status` (recorded,
+but it stays in progress: queries answer refund data without `refund_status` until
+`PUT /sandbox/refunds/{out_request_no}` settles it).
 """
 
 from __future__ import annotations
@@ -29,7 +37,18 @@ from sandbox.ledger import PROCESSING, SUCCESS, Ledger, RefundRecord
 
 __all__ = ["FAULT_MODES", "create_alipay_app"]
 
-FAULT_MODES = frozenset({"processing", "timeout", "error_5xx", "closed", "system_error"})
+FAULT_MODES = frozenset(
+    {
+        "processing",
+        "timeout",
+        "error_5xx",
+        "closed",
+        "system_error",
+        "unsigned_system_error",
+        "bad_signature",
+        "no_status",
+    }
+)
 
 
 def _beijing(moment: datetime | None) -> str | None:
@@ -63,11 +82,24 @@ def create_alipay_app(
     app.state.faults = faults
     app.include_router(gateway_control_router(ledger, faults))
 
-    def answer(method: str, node: dict[str, Any], *, status_code: int = 200) -> Response:
+    def answer(
+        method: str,
+        node: dict[str, Any],
+        *,
+        status_code: int = 200,
+        signed: bool = True,
+        forged: bool = False,
+    ) -> Response:
+        """The response document; `signed=False` leaves out `sign` (as Alipay does on some
+        system errors), `forged=True` signs something else, so the `sign` does not verify."""
         node_text = json.dumps(node, ensure_ascii=False, separators=(",", ":"))
-        sign = rsa_sign(platform_private_key, node_text.encode("utf-8"))
         key = method.replace(".", "_") + "_response"
-        body = f'{{"{key}":{node_text},"sign":"{sign}"}}'
+        if not signed:
+            body = f'{{"{key}":{node_text}}}'
+        else:
+            signed_text = node_text + " " if forged else node_text
+            sign = rsa_sign(platform_private_key, signed_text.encode("utf-8"))
+            body = f'{{"{key}":{node_text},"sign":"{sign}"}}'
         return Response(
             body.encode("utf-8"),
             status_code=status_code,
@@ -77,7 +109,8 @@ def create_alipay_app(
     def failure(method: str, code: str, msg: str, sub_code: str, sub_msg: str) -> Response:
         return answer(method, {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg})
 
-    @app.post("/gateway.do")
+    # Our client POSTs a form; Alipay's SDKs also GET with every parameter in the query string.
+    @app.api_route("/gateway.do", methods=["GET", "POST"])
     async def gateway(request: Request) -> Response:
         raw = (await request.body()).decode("utf-8")
         params = dict(parse_qsl(raw, keep_blank_values=True))
@@ -129,6 +162,18 @@ def create_alipay_app(
             return failure(
                 method, "20000", "Service Currently Unavailable", "ACQ.SYSTEM_ERROR", "系统错误"
             )
+        if fault == "unsigned_system_error":
+            # What Alipay sends when it could not process the call at all: no `sign`.
+            return answer(
+                method,
+                {
+                    "code": "20000",
+                    "msg": "Service Currently Unavailable",
+                    "sub_code": "isp.unknow-error",
+                    "sub_msg": "系统繁忙",
+                },
+                signed=False,
+            )
         if fault == "closed":
             return failure(
                 method, "40004", "Business Failed", "ACQ.TRADE_HAS_CLOSE", "交易已经关闭"
@@ -149,14 +194,15 @@ def create_alipay_app(
                     "退款金额超限",
                 )
             else:
-                processing = fault == "processing"
+                # `no_status`: in progress with nothing to settle it but the control route.
+                processing = fault in ("processing", "no_status")
                 record = RefundRecord(
                     key=key,
                     transaction_id=trade_no,
                     out_refund_no=out_request_no,
                     amount=amount,
                     status=PROCESSING if processing else SUCCESS,
-                    settles_to=SUCCESS if processing else None,
+                    settles_to=SUCCESS if fault == "processing" else None,
                     gateway_refund_id=Ledger.new_refund_id("ALI"),
                     reason=str(biz.get("refund_reason") or ""),
                 )
@@ -184,7 +230,7 @@ def create_alipay_app(
             # The refund is recorded; only the answer is late. The caller's retry must not pay
             # again, which is exactly what the same out_request_no guarantees.
             await asyncio.sleep(fault_delay)
-        return answer(method, node)
+        return answer(method, node, forged=fault == "bad_signature")
 
     async def query(biz: dict[str, Any]) -> Response:
         method = REFUND_QUERY_METHOD

@@ -27,9 +27,10 @@ ABNORMAL = "ABNORMAL"
 
 @dataclass
 class PaymentRecord:
-    transaction_id: str
+    transaction_id: str  # the gateway's number for the payment
     amount: int
     channel: str | None = None
+    out_trade_no: str | None = None  # the merchant's number for it
 
 
 @dataclass
@@ -52,6 +53,9 @@ class RefundRecord:
     slow: bool = False  # accepted as PROCESSING by an armed fault
     requests: int = 1  # how many refund calls named this refund (repeats included)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    # Where the money went instead, once an ABNORMAL refund was rescued (WeChat's
+    # apply-abnormal-refund): type, bank_type and the *decrypted* bank fields, masked.
+    rescue: dict[str, str] | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -68,6 +72,7 @@ class RefundRecord:
             "requests": self.requests,
             "queries": self.queries,
             "notifications": list(self.notifications),
+            "rescue": dict(self.rescue) if self.rescue else None,
         }
 
 
@@ -129,6 +134,35 @@ class Ledger:
         )
         if due_by_time or due_by_queries:
             self._settle(record)
+
+    def reopen(self, record: RefundRecord, *, settles_to: str) -> None:
+        """Put a refund back in progress, to settle as a new one would (caller holds the lock):
+        what WeChat does to an ABNORMAL refund sent to a bank card instead."""
+        record.status = PROCESSING
+        record.settles_to = settles_to
+        record.success_time = None
+        record.settle_at = time.monotonic() + self.settle_after
+        self.spawn(self._settle_later(record))
+
+    def force(self, record: RefundRecord, status: str) -> None:
+        """Set a refund's status by hand (the `/sandbox` control; caller holds the lock): the
+        way to settle a refund a fault left in progress for ever, or to play the gateway's
+        back office. A final status is announced as if the gateway had settled it."""
+        record.status = status
+        record.settles_to = None
+        record.settle_at = None
+        record.success_time = datetime.now(UTC) if status == SUCCESS else None
+        if status != PROCESSING and self.on_settled is not None:
+            self.spawn(self.on_settled(record))
+
+    def find(self, out_refund_no: str, transaction_id: str | None = None) -> list[RefundRecord]:
+        """Refunds named `out_refund_no` (of `transaction_id` when given)."""
+        return [
+            r
+            for r in self.refunds.values()
+            if r.out_refund_no == out_refund_no
+            and (transaction_id is None or r.transaction_id == transaction_id)
+        ]
 
     def _settle(self, record: RefundRecord) -> None:
         assert record.settles_to is not None

@@ -17,31 +17,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
+from cryptography import x509
 from fastapi import FastAPI
 
-from config.settings import VAR_DIR, Settings, get_settings
-from peers.signing import SANDBOX_KEY_FILES, ensure_sandbox_keys, load_private_key, load_public_key
+from config.settings import SANDBOX_WECHAT_PUBLIC_KEY_ID, VAR_DIR, Settings, get_settings
+from peers.signing import (
+    SANDBOX_KEY_FILES,
+    SANDBOX_WECHAT_CERT_FILE,
+    ensure_sandbox_keys,
+    load_private_key,
+    load_public_key,
+)
 from sandbox.alipay import create_alipay_app
 from sandbox.platform import create_platform_app
 from sandbox.supplier import create_supplier_app
+from sandbox.wechat_platform import NotificationSigning, SandboxPlatformKeys
 from sandbox.wechatpay import create_wechat_app
 
 __all__ = [
-    "SANDBOX_WECHAT_PLATFORM_SERIAL",
     "SandboxConfig",
     "SandboxURLs",
     "add_arguments",
     "build_sandbox_apps",
     "run",
     "running_sandboxes",
+    "sandbox_wechat_keys",
     "serve_sandboxes",
 ]
 
 logger = logging.getLogger(__name__)
 
-# The serial number of the sandbox "WeChat Pay platform certificate" (the Wechatpay-Serial
-# header); a WechatPayClient may pin it through `platform_serial`.
-SANDBOX_WECHAT_PLATFORM_SERIAL = "SANDBOXPLATFORMSERIAL0001"
 PLATFORM_WEBHOOK_PATH = "/webhooks/refunds"
 
 
@@ -57,6 +62,9 @@ class SandboxConfig:
     settle_after_queries: int | None = 3  # ... or the k-th query, whichever comes first
     fault_delay: float = 15.0  # how long a "timeout" fault hangs (beyond the client timeout)
     notify_retry_delays: tuple[float, ...] = (1.0, 5.0, 15.0)
+    # How the WeChat sandbox signs notifications; "either" plays a certificate -> public key
+    # migration (each one signed with one or the other at random).
+    wechat_notification_signing: NotificationSigning = "request"
     log_level: str = "warning"
 
 
@@ -79,6 +87,25 @@ class SandboxURLs:
             f"sandbox wechat pay     {self.wechat}",
             f"sandbox platform hook  {self.platform_webhook}",
         ]
+
+
+def sandbox_wechat_keys(
+    keys_dir: Path,
+    settings: Settings,
+    *,
+    notification_signing: NotificationSigning = "request",
+) -> SandboxPlatformKeys:
+    """The WeChat sandbox's platform certificate and public key, from the dev key directory
+    (created by `ensure_sandbox_keys`); the public key's id is the one the service is told."""
+    certificate = x509.load_pem_x509_certificate((keys_dir / SANDBOX_WECHAT_CERT_FILE).read_bytes())
+    return SandboxPlatformKeys(
+        [(certificate, load_private_key(keys_dir / SANDBOX_KEY_FILES["wechat_platform"][0]))],
+        (
+            settings.wechat_public_key_id or SANDBOX_WECHAT_PUBLIC_KEY_ID,
+            load_private_key(keys_dir / SANDBOX_KEY_FILES["wechat_pubkey"][0]),
+        ),
+        notification_signing=notification_signing,
+    )
 
 
 def build_sandbox_apps(
@@ -109,8 +136,11 @@ def build_sandbox_apps(
             mchid=settings.wechat_mchid,
             merchant_serial_no=settings.wechat_serial_no,
             merchant_public_key=load_public_key(key_path("wechat_merchant", 1)),
-            platform_serial_no=SANDBOX_WECHAT_PLATFORM_SERIAL,
-            platform_private_key=load_private_key(key_path("wechat_platform", 0)),
+            platform_keys=sandbox_wechat_keys(
+                config.keys_dir,
+                settings,
+                notification_signing=config.wechat_notification_signing,
+            ),
             apiv3_key=settings.wechat_apiv3_key,
             settle_after=config.settle_after,
             settle_after_queries=config.settle_after_queries,
@@ -258,6 +288,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.fault_delay,
         help="seconds a 'timeout' fault hangs before answering",
     )
+    parser.add_argument(
+        "--wechat-notification-signing",
+        choices=["request", "certificate", "public_key", "either"],
+        default=defaults.wechat_notification_signing,
+        help="how WeChat notifications are signed; 'either' plays a certificate to public "
+        "key migration",
+    )
     parser.add_argument("--log-level", default=defaults.log_level)
 
 
@@ -271,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
         keys_dir=args.keys_dir,
         settle_after=args.settle_after,
         fault_delay=args.fault_delay,
+        wechat_notification_signing=args.wechat_notification_signing,
         log_level=args.log_level,
     )
     logging.basicConfig(level=args.log_level.upper())

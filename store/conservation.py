@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.types import PayoutState
+from domain.types import PaymentChannel, PayoutState
 from store.models import PaymentRow, PayoutRow, RefundRow
 
 __all__ = ["GATEWAY_MOVED", "MONEY_OUT_STATES", "Breach", "PayoutLine", "breaches"]
@@ -29,8 +29,8 @@ GATEWAY_MOVED = frozenset({PayoutState.SUCCEEDED, PayoutState.PROCESSING, Payout
 class PayoutLine:
     out_refund_no: str
     refund_id: str
-    channel: str
-    state: str
+    channel: PaymentChannel
+    state: PayoutState
     amount: int
 
 
@@ -100,8 +100,7 @@ async def breaches(
         refunded = sum(
             p.amount
             for p in payouts
-            if PayoutState(p.state) in MONEY_OUT_STATES
-            or gateway_says.get(p.out_refund_no) in GATEWAY_MOVED
+            if p.state in MONEY_OUT_STATES or gateway_says.get(p.out_refund_no) in GATEWAY_MOVED
         )
         if refunded > int(paid.get(order_id) or 0):
             found.append(Breach(order_id, int(paid.get(order_id) or 0), refunded, tuple(payouts)))

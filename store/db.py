@@ -22,12 +22,31 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pool_timeout: float | None = None,
+    **kwargs: Any,
+) -> AsyncEngine:
+    """`pool_*` left out keep the defaults below; the API passes its settings."""
+    pool = {
+        name: value
+        for name, value in (
+            ("pool_size", pool_size),
+            ("max_overflow", max_overflow),
+            ("pool_timeout", pool_timeout),
+        )
+        if value is not None
+    }
     if is_sqlite(url):
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        else:
+            pool = {}  # an in-memory database has a single static connection, no pool
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **pool, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -53,7 +72,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+    pool = {"pool_size": 10, "max_overflow": 10, **pool}
+    return create_async_engine(url, pool_pre_ping=True, **pool, **kwargs)
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import String, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.order import Order
@@ -24,6 +24,12 @@ def buyer_balance(buyer_id: str) -> str:
 
 def merchant_settlement(merchant_id: str) -> str:
     return f"merchant:{merchant_id}:settlement"
+
+
+# The longest transaction id the ledger stores (the column's length).
+_txn_id_type = LedgerEntryRow.__table__.c.txn_id.type
+assert isinstance(_txn_id_type, String) and _txn_id_type.length is not None
+TXN_ID_MAX: int = _txn_id_type.length
 
 
 def commission_available(beneficiary_id: str) -> str:

@@ -7,7 +7,8 @@ a primary key or unique constraint, so a repeat is an upsert or a no-op, never a
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -23,7 +24,22 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from domain.types import (
+    CommissionState,
+    Destination,
+    OrderStatus,
+    PaymentChannel,
+    PayoutState,
+    ProductType,
+    RefundReason,
+    RefundStatus,
+    RiskLevel,
+    TopupStatus,
+)
+
+E = TypeVar("E", bound=StrEnum)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -46,6 +62,26 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class Words(TypeDecorator[E]):
+    """A domain word (a `StrEnum`) in the VARCHAR column it always had: the enum in Python,
+    its value in the database, so rows read and compare as `RefundStatus.REFUNDED` while the
+    stored strings stay exactly what they were (no migration). Writing a string that is not
+    one of the words fails before it reaches the database; reading one fails loudly."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Any) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> E | None:
+        return None if value is None else self.enum(value)
+
+
 ID = String(128)
 Money = BigInteger()
 Timestamp = UtcDateTime()
@@ -61,7 +97,7 @@ class OrderRow(Base):
     order_id: Mapped[str] = mapped_column(ID, primary_key=True)
     merchant_id: Mapped[str] = mapped_column(ID, index=True)
     buyer_id: Mapped[str] = mapped_column(ID, index=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[OrderStatus] = mapped_column(Words(OrderStatus, 16))
     currency: Mapped[str] = mapped_column(String(3))
     amount: Mapped[int] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
@@ -81,7 +117,7 @@ class OrderItemRow(Base):
     position: Mapped[int] = mapped_column(Integer)
     sku: Mapped[str] = mapped_column(ID, index=True)
     title: Mapped[str] = mapped_column(String(200))
-    product_type: Mapped[str] = mapped_column(String(16))
+    product_type: Mapped[ProductType] = mapped_column(Words(ProductType, 16))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[int] = mapped_column(Money)
 
@@ -99,7 +135,7 @@ class ItemUsageRow(Base):
     key_revealed: Mapped[bool] = mapped_column(Boolean, default=False)
     progress_pct: Mapped[int] = mapped_column(Integer, default=0)
     downloaded: Mapped[bool] = mapped_column(Boolean, default=False)
-    topup_status: Mapped[str | None] = mapped_column(String(16))
+    topup_status: Mapped[TopupStatus | None] = mapped_column(Words(TopupStatus, 16))
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
@@ -108,7 +144,7 @@ class PaymentRow(Base):
 
     order_id: Mapped[str] = mapped_column(ID, ForeignKey("orders.order_id"), primary_key=True)
     payment_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    channel: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[PaymentChannel] = mapped_column(Words(PaymentChannel, 16))
     transaction_id: Mapped[str] = mapped_column(ID, index=True)
     amount: Mapped[int] = mapped_column(Money)
     paid_at: Mapped[datetime] = mapped_column(Timestamp)
@@ -149,7 +185,8 @@ class RefundRow(Base):
         Index("ix_refunds_buyer_created", "buyer_id", "created_at"),
         Index("ix_refunds_device_created", "device_id", "created_at"),
         Index("ix_refunds_ip_created", "client_ip", "created_at"),
-        Index("ix_refunds_status_deadline", "status", "review_deadline"),
+        # The review queue: keyset pages by (deadline, refund id) within a status.
+        Index("ix_refunds_status_deadline", "status", "review_deadline", "refund_id"),
         Index("ix_refunds_created", "created_at", "refund_id"),
     )
 
@@ -157,15 +194,15 @@ class RefundRow(Base):
     order_id: Mapped[str] = mapped_column(ID, ForeignKey("orders.order_id"), index=True)
     buyer_id: Mapped[str] = mapped_column(ID)
     merchant_id: Mapped[str] = mapped_column(ID, index=True)
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[RefundStatus] = mapped_column(Words(RefundStatus, 32))
     amount: Mapped[int] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
-    destination: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str] = mapped_column(String(32))
+    destination: Mapped[Destination] = mapped_column(Words(Destination, 16))
+    reason: Mapped[RefundReason] = mapped_column(Words(RefundReason, 32))
     reason_text: Mapped[str] = mapped_column(String(200))
     client_ip: Mapped[str | None] = mapped_column(String(64))
     device_id: Mapped[str | None] = mapped_column(ID)
-    risk_level: Mapped[str | None] = mapped_column(String(16))
+    risk_level: Mapped[RiskLevel | None] = mapped_column(Words(RiskLevel, 16))
     review_deadline: Mapped[datetime | None] = mapped_column(Timestamp)
     policy_version: Mapped[str | None] = mapped_column(String(64))
     # The parts of the contract body the workflow owns, kept as the workflow last reported them.
@@ -179,6 +216,24 @@ class RefundRow(Base):
     workflow_started: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    # The body's parts, read only together with the refunds they belong to
+    # (`store.refunds.WITH_PARTS`: one query per part for any number of refunds). Touching
+    # one that was not loaded raises instead of quietly costing a query per refund.
+    items: Mapped[list[RefundItemRow]] = relationship(
+        viewonly=True, lazy="raise", order_by=lambda: RefundItemRow.item_id
+    )
+    timeline: Mapped[list[TimelineRow]] = relationship(
+        viewonly=True, lazy="raise", order_by=lambda: TimelineRow.seq
+    )
+    payouts: Mapped[list[PayoutRow]] = relationship(
+        viewonly=True, lazy="raise", order_by=lambda: PayoutRow.attempt
+    )
+    commissions: Mapped[list[RefundCommissionRow]] = relationship(
+        viewonly=True,
+        lazy="raise",
+        order_by=lambda: (RefundCommissionRow.level, RefundCommissionRow.beneficiary_id),
+    )
 
 
 class RefundItemRow(Base):
@@ -224,14 +279,14 @@ class PayoutRow(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     payment_id: Mapped[str | None] = mapped_column(ID)
     transaction_id: Mapped[str | None] = mapped_column(ID, index=True)
-    channel: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[PaymentChannel] = mapped_column(Words(PaymentChannel, 16))
     amount: Mapped[int] = mapped_column(Money)
     payment_total: Mapped[int] = mapped_column(Money)
     currency: Mapped[str] = mapped_column(String(3))
     buyer_id: Mapped[str] = mapped_column(ID)
     merchant_id: Mapped[str] = mapped_column(ID)
     reason: Mapped[str] = mapped_column(String(80), default="")
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[PayoutState] = mapped_column(Words(PayoutState, 16))
     gateway_refund_id: Mapped[str | None] = mapped_column(String(128))
     # The gateway's last word on it: its status (ABNORMAL...) or error code/sub-code
     # (SIGNATURE_INVALID, ACQ.SYSTEM_ERROR...), kept for the timeline and for SREs.
@@ -250,7 +305,7 @@ class RefundCommissionRow(Base):
     beneficiary_id: Mapped[str] = mapped_column(ID, primary_key=True)
     level: Mapped[int] = mapped_column(Integer, primary_key=True)
     amount: Mapped[int] = mapped_column(Money)
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[CommissionState] = mapped_column(Words(CommissionState, 16))
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 

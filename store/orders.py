@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +22,7 @@ from domain.order import (
     Usage,
     UsageReport,
 )
-from domain.types import OrderStatus, PaymentChannel, ProductType, TopupStatus
+from domain.types import OrderStatus
 from store import ledger
 from store.models import (
     CardKeyRow,
@@ -63,7 +65,7 @@ async def record_order(session: AsyncSession, order: Order, *, now: datetime) ->
             order_id=order.order_id,
             merchant_id=order.merchant_id,
             buyer_id=order.buyer_id,
-            status=order.status.value,
+            status=order.status,
             currency=order.currency,
             amount=order.amount,
             created_at=order.created_at,
@@ -83,7 +85,7 @@ async def record_order(session: AsyncSession, order: Order, *, now: datetime) ->
                 position=pos,
                 sku=item.sku,
                 title=item.title,
-                product_type=item.product_type.value,
+                product_type=item.product_type,
                 quantity=item.quantity,
                 unit_price=item.unit_price,
             )
@@ -98,7 +100,7 @@ async def record_order(session: AsyncSession, order: Order, *, now: datetime) ->
                 key_revealed=u.key_revealed,
                 progress_pct=u.progress_pct,
                 downloaded=u.downloaded,
-                topup_status=u.topup_status.value if u.topup_status else None,
+                topup_status=u.topup_status,
                 updated_at=now,
             )
         )
@@ -118,7 +120,7 @@ async def record_order(session: AsyncSession, order: Order, *, now: datetime) ->
             PaymentRow(
                 order_id=order.order_id,
                 payment_id=p.payment_id,
-                channel=p.channel.value,
+                channel=p.channel,
                 transaction_id=p.transaction_id,
                 amount=p.amount,
                 paid_at=p.paid_at,
@@ -140,81 +142,104 @@ async def record_order(session: AsyncSession, order: Order, *, now: datetime) ->
 
 
 async def load_order(session: AsyncSession, order_id: str) -> Order | None:
-    row = await session.get(OrderRow, order_id)
-    if row is None:
-        return None
-    items = (
+    return (await load_orders(session, [order_id])).get(order_id)
+
+
+async def load_orders(session: AsyncSession, order_ids: Collection[str]) -> dict[str, Order]:
+    """The stored orders among `order_ids`, by id: six queries however many orders."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}
+    rows = (await session.scalars(select(OrderRow).where(OrderRow.order_id.in_(ids)))).all()
+    if not rows:
+        return {}
+    items = _by_order(
         await session.scalars(
             select(OrderItemRow)
-            .where(OrderItemRow.order_id == order_id)
-            .order_by(OrderItemRow.position)
+            .where(OrderItemRow.order_id.in_(ids))
+            .order_by(OrderItemRow.order_id, OrderItemRow.position)
         )
-    ).all()
+    )
     usage = {
-        u.item_id: u
-        for u in (
-            await session.scalars(select(ItemUsageRow).where(ItemUsageRow.order_id == order_id))
-        )
+        (u.order_id, u.item_id): u
+        for u in await session.scalars(select(ItemUsageRow).where(ItemUsageRow.order_id.in_(ids)))
     }
-    keys: dict[str, list[CardKeyRef]] = {}
+    keys: dict[tuple[str, str], list[CardKeyRef]] = {}
     for k in await session.scalars(
-        select(CardKeyRow).where(CardKeyRow.order_id == order_id).order_by(CardKeyRow.position)
+        select(CardKeyRow)
+        .where(CardKeyRow.order_id.in_(ids))
+        .order_by(CardKeyRow.order_id, CardKeyRow.item_id, CardKeyRow.position)
     ):
-        keys.setdefault(k.item_id, []).append(
+        keys.setdefault((k.order_id, k.item_id), []).append(
             CardKeyRef(card_key_id=k.card_key_id, supplier=k.supplier, delivered_at=k.delivered_at)
         )
-    payments = (
+    payments = _by_order(
         await session.scalars(
-            select(PaymentRow).where(PaymentRow.order_id == order_id).order_by(PaymentRow.paid_at)
+            select(PaymentRow)
+            .where(PaymentRow.order_id.in_(ids))
+            .order_by(PaymentRow.order_id, PaymentRow.paid_at)
         )
-    ).all()
-    commissions = (
+    )
+    commissions = _by_order(
         await session.scalars(
             select(CommissionRow)
-            .where(CommissionRow.order_id == order_id)
-            .order_by(CommissionRow.level, CommissionRow.beneficiary_id)
+            .where(CommissionRow.order_id.in_(ids))
+            .order_by(CommissionRow.order_id, CommissionRow.level, CommissionRow.beneficiary_id)
         )
-    ).all()
-    return Order(
-        order_id=row.order_id,
-        merchant_id=row.merchant_id,
-        buyer_id=row.buyer_id,
-        status=OrderStatus(row.status),
-        currency=row.currency,
-        amount=row.amount,
-        created_at=row.created_at,
-        paid_at=row.paid_at,
-        client=ClientInfo(ip=row.client_ip, device_id=row.device_id)
-        if (row.client_ip or row.device_id)
-        else None,
-        payments=[
-            Payment(
-                payment_id=p.payment_id,
-                channel=PaymentChannel(p.channel),
-                transaction_id=p.transaction_id,
-                amount=p.amount,
-                paid_at=p.paid_at,
-            )
-            for p in payments
-        ],
-        items=[
-            OrderItem(
-                item_id=i.item_id,
-                sku=i.sku,
-                title=i.title,
-                product_type=ProductType(i.product_type),
-                quantity=i.quantity,
-                unit_price=i.unit_price,
-                card_keys=keys.get(i.item_id, []),
-                usage=_usage(usage.get(i.item_id)),
-            )
-            for i in items
-        ],
-        commissions=[
-            CommissionShare(beneficiary_id=c.beneficiary_id, level=c.level, amount=c.amount)
-            for c in commissions
-        ],
     )
+    return {
+        row.order_id: Order(
+            order_id=row.order_id,
+            merchant_id=row.merchant_id,
+            buyer_id=row.buyer_id,
+            status=row.status,
+            currency=row.currency,
+            amount=row.amount,
+            created_at=row.created_at,
+            paid_at=row.paid_at,
+            client=ClientInfo(ip=row.client_ip, device_id=row.device_id)
+            if (row.client_ip or row.device_id)
+            else None,
+            payments=[
+                Payment(
+                    payment_id=p.payment_id,
+                    channel=p.channel,
+                    transaction_id=p.transaction_id,
+                    amount=p.amount,
+                    paid_at=p.paid_at,
+                )
+                for p in payments.get(row.order_id, [])
+            ],
+            items=[
+                OrderItem(
+                    item_id=i.item_id,
+                    sku=i.sku,
+                    title=i.title,
+                    product_type=i.product_type,
+                    quantity=i.quantity,
+                    unit_price=i.unit_price,
+                    card_keys=keys.get((row.order_id, i.item_id), []),
+                    usage=_usage(usage.get((row.order_id, i.item_id))),
+                )
+                for i in items.get(row.order_id, [])
+            ],
+            commissions=[
+                CommissionShare(beneficiary_id=c.beneficiary_id, level=c.level, amount=c.amount)
+                for c in commissions.get(row.order_id, [])
+            ],
+        )
+        for row in rows
+    }
+
+
+_Row = TypeVar("_Row", OrderItemRow, PaymentRow, CommissionRow)
+
+
+def _by_order(rows: Iterable[_Row]) -> dict[str, list[_Row]]:
+    grouped: dict[str, list[_Row]] = {}
+    for row in rows:
+        grouped.setdefault(row.order_id, []).append(row)
+    return grouped
 
 
 def _usage(row: ItemUsageRow | None) -> Usage:
@@ -224,7 +249,7 @@ def _usage(row: ItemUsageRow | None) -> Usage:
         key_revealed=row.key_revealed,
         progress_pct=row.progress_pct,
         downloaded=row.downloaded,
-        topup_status=TopupStatus(row.topup_status) if row.topup_status else None,
+        topup_status=row.topup_status,
     )
 
 
@@ -239,12 +264,12 @@ async def report_usage(
     row.key_revealed = merged.key_revealed
     row.progress_pct = merged.progress_pct
     row.downloaded = merged.downloaded
-    row.topup_status = merged.topup_status.value if merged.topup_status else None
+    row.topup_status = merged.topup_status
     row.updated_at = now
     return merged
 
 
 async def mark_cancelled(session: AsyncSession, order_id: str) -> None:
     row = await session.get(OrderRow, order_id)
-    if row is not None and row.status == OrderStatus.UNPAID.value:
-        row.status = OrderStatus.CANCELLED.value
+    if row is not None and row.status is OrderStatus.UNPAID:
+        row.status = OrderStatus.CANCELLED

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, inspect, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from domain.order import Order
 from domain.refund import (
@@ -28,24 +29,21 @@ from domain.refund import (
     workflow_id_for,
 )
 from domain.types import (
-    CommissionState,
     Destination,
-    PaymentChannel,
-    PayoutState,
     RefundReason,
     RefundStatus,
+    RiskLevel,
 )
 from store.models import (
     IdempotencyKeyRow,
     PayoutRow,
     RefundClaimRow,
-    RefundCommissionRow,
     RefundItemRow,
     RefundRow,
     TimelineRow,
 )
 
-TERMINAL = [s.value for s in RefundStatus if s.is_terminal]
+TERMINAL = [s for s in RefundStatus if s.is_terminal]
 _REFUND_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 
@@ -60,7 +58,7 @@ async def refunded_quantities(
     session: AsyncSession, order_id: str, *, exclude_refund: str | None = None
 ) -> dict[str, int]:
     """Per item, the quantity already paid back or being paid back by other refunds."""
-    live = [RefundStatus.REFUNDED.value] + [s.value for s in RefundStatus if not s.is_terminal]
+    live = [RefundStatus.REFUNDED] + [s for s in RefundStatus if not s.is_terminal]
     stmt = (
         select(RefundItemRow.item_id, func.sum(RefundItemRow.quantity))
         .join(RefundRow, RefundRow.refund_id == RefundItemRow.refund_id)
@@ -118,11 +116,11 @@ async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
         order_id=new.order.order_id,
         buyer_id=req.buyer_id,
         merchant_id=new.order.merchant_id,
-        status=RefundStatus.SUBMITTED.value,
+        status=RefundStatus.SUBMITTED,
         amount=amount,
         currency=new.order.currency,
-        destination=Destination.ORIGINAL.value,
-        reason=req.reason.value,
+        destination=Destination.ORIGINAL,
+        reason=req.reason,
         reason_text=req.reason_text,
         client_ip=(req.client.ip if req.client else None)
         or (new.order.client.ip if new.order.client else None),
@@ -166,63 +164,103 @@ async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
     return row
 
 
-async def find_idempotent(session: AsyncSession, caller: str, key: str) -> IdempotencyKeyRow | None:
-    return await session.get(IdempotencyKeyRow, (caller, key))
-
-
-async def release_claims(session: AsyncSession, refund_id: str) -> None:
-    await session.execute(delete(RefundClaimRow).where(RefundClaimRow.refund_id == refund_id))
-
-
-async def load_body(session: AsyncSession, refund_id: str) -> RefundBody | None:
+async def awaiting_start(
+    session: AsyncSession, refund_id: str
+) -> tuple[RefundRow, list[RefundItemRequest]] | None:
+    """The stored refund and its items, unless its workflow is known to run (or have run)."""
     row = await session.get(RefundRow, refund_id)
-    if row is None:
+    assert row is not None, refund_id
+    if row.workflow_started:
         return None
     items = await session.scalars(
         select(RefundItemRow)
         .where(RefundItemRow.refund_id == refund_id)
         .order_by(RefundItemRow.item_id)
     )
-    timeline = await session.scalars(
-        select(TimelineRow).where(TimelineRow.refund_id == refund_id).order_by(TimelineRow.seq)
+    return row, [RefundItemRequest(item_id=i.item_id, quantity=i.quantity) for i in items]
+
+
+async def unstarted_refund_ids(
+    session: AsyncSession, *, created_before: datetime, limit: int = 100
+) -> list[str]:
+    """Refunds stored before `created_before` whose workflow never reported in."""
+    return list(
+        await session.scalars(
+            select(RefundRow.refund_id)
+            .where(RefundRow.workflow_started.is_(False), RefundRow.created_at < created_before)
+            .limit(limit)
+        )
     )
-    payouts = await session.scalars(
-        select(PayoutRow).where(PayoutRow.refund_id == refund_id).order_by(PayoutRow.attempt)
+
+
+async def find_idempotent(session: AsyncSession, caller: str, key: str) -> IdempotencyKeyRow | None:
+    return await session.get(IdempotencyKeyRow, (caller, key))
+
+
+async def mark_running(session: AsyncSession, refund_id: str) -> None:
+    """The refund's workflow runs: the sweeper that starts missing workflows leaves it be."""
+    await session.execute(
+        update(RefundRow)
+        .where(RefundRow.refund_id == refund_id, RefundRow.workflow_started.is_(False))
+        .values(workflow_started=True)
     )
-    commissions = await session.scalars(
-        select(RefundCommissionRow)
-        .where(RefundCommissionRow.refund_id == refund_id)
-        .order_by(RefundCommissionRow.level, RefundCommissionRow.beneficiary_id)
-    )
+
+
+async def release_claims(session: AsyncSession, refund_id: str) -> None:
+    await session.execute(delete(RefundClaimRow).where(RefundClaimRow.refund_id == refund_id))
+
+
+# Loader options that read a refund's parts with it: one query per part, however many refunds.
+WITH_PARTS = (
+    selectinload(RefundRow.items),
+    selectinload(RefundRow.timeline),
+    selectinload(RefundRow.payouts),
+    selectinload(RefundRow.commissions),
+)
+_PARTS = frozenset({"items", "timeline", "payouts", "commissions"})
+
+
+async def load_body(session: AsyncSession, refund_id: str) -> RefundBody | None:
+    """The contract body of one refund. A refund this session already read with its parts
+    (`list_refunds`, `pending_reviews`...) costs no query at all."""
+    row = await session.get(RefundRow, refund_id, options=WITH_PARTS)
+    if row is None:
+        return None
+    unloaded = _PARTS & inspect(row).unloaded
+    if unloaded:  # read before in this session, without its parts
+        await session.refresh(row, attribute_names=sorted(unloaded))
+    return body_of(row)
+
+
+def body_of(row: RefundRow) -> RefundBody:
+    """The contract body of a refund read `WITH_PARTS`."""
     return RefundBody(
         refund_id=row.refund_id,
         order_id=row.order_id,
         buyer_id=row.buyer_id,
         merchant_id=row.merchant_id,
-        status=RefundStatus(row.status),
+        status=row.status,
         amount=row.amount,
         currency=row.currency,
-        destination=Destination(row.destination),
-        reason=RefundReason(row.reason),
+        destination=row.destination,
+        reason=row.reason,
         reason_text=row.reason_text,
         decision=DecisionView.model_validate(row.decision) if row.decision else None,
         risk=RiskAssessment.model_validate(row.risk) if row.risk else None,
         review=ReviewView.model_validate(row.review) if row.review else None,
         items=[
-            RefundItemView(item_id=i.item_id, quantity=i.quantity, amount=i.amount) for i in items
+            RefundItemView(item_id=i.item_id, quantity=i.quantity, amount=i.amount)
+            for i in row.items
         ],
-        payouts=[payout_view(p) for p in payouts],
+        payouts=[payout_view(p) for p in row.payouts],
         commissions=[
             CommissionView(
-                beneficiary_id=c.beneficiary_id,
-                level=c.level,
-                amount=c.amount,
-                state=CommissionState(c.state),
+                beneficiary_id=c.beneficiary_id, level=c.level, amount=c.amount, state=c.state
             )
-            for c in commissions
+            for c in row.commissions
         ],
         evidence=[Evidence.model_validate(e) for e in row.evidence or []],
-        timeline=[TimelineEntry(stage=t.stage, at=t.at, detail=t.detail) for t in timeline],
+        timeline=[TimelineEntry(stage=t.stage, at=t.at, detail=t.detail) for t in row.timeline],
         workflow_id=row.workflow_id,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -231,9 +269,9 @@ async def load_body(session: AsyncSession, refund_id: str) -> RefundBody | None:
 
 def payout_view(p: PayoutRow) -> PayoutView:
     return PayoutView(
-        channel=PaymentChannel(p.channel),
+        channel=p.channel,
         amount=p.amount,
-        state=PayoutState(p.state),
+        state=p.state,
         gateway_refund_id=p.gateway_refund_id,
         out_refund_no=p.out_refund_no,
         payment_id=p.payment_id,
@@ -269,14 +307,14 @@ async def list_refunds(
     limit: int = 50,
     cursor: str | None = None,
 ) -> tuple[list[RefundRow], str | None]:
-    """Newest first, keyset-paginated on (created_at, refund_id)."""
-    stmt = select(RefundRow)
+    """Newest first, keyset-paginated on (created_at, refund_id), read with their parts."""
+    stmt = select(RefundRow).options(*WITH_PARTS)
     if order_id:
         stmt = stmt.where(RefundRow.order_id == order_id)
     if buyer_id:
         stmt = stmt.where(RefundRow.buyer_id == buyer_id)
     if status:
-        stmt = stmt.where(RefundRow.status == status.value)
+        stmt = stmt.where(RefundRow.status == status)
     if cursor:
         created, rid = decode_cursor(cursor)
         stmt = stmt.where(
@@ -294,22 +332,55 @@ async def list_refunds(
     return rows, next_cursor
 
 
-async def pending_reviews(session: AsyncSession, *, limit: int = 100) -> list[RefundRow]:
-    """Refunds waiting for a person, the nearest deadline first."""
+async def pending_reviews(
+    session: AsyncSession,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+    merchant_id: str | None = None,
+    risk_level: RiskLevel | None = None,
+    reason: RefundReason | None = None,
+) -> tuple[list[RefundRow], str | None]:
+    """Refunds waiting for a person, the nearest deadline first, read with their parts, a
+    page at a time: keyset paging on (deadline, refund id), which an index serves however
+    long the queue is (`cursor` raises ValueError when this service did not make it)."""
     stmt = (
         select(RefundRow)
-        .where(RefundRow.status == RefundStatus.PENDING_REVIEW.value)
-        .order_by(RefundRow.review_deadline.asc(), RefundRow.created_at.asc())
-        .limit(limit)
+        .options(*WITH_PARTS)
+        .where(RefundRow.status == RefundStatus.PENDING_REVIEW)
+        .order_by(RefundRow.review_deadline.asc(), RefundRow.refund_id.asc())
+        .limit(limit + 1)
     )
-    return list((await session.scalars(stmt)).all())
+    if merchant_id is not None:
+        stmt = stmt.where(RefundRow.merchant_id == merchant_id)
+    if risk_level is not None:
+        stmt = stmt.where(RefundRow.risk_level == risk_level)
+    if reason is not None:
+        stmt = stmt.where(RefundRow.reason == reason)
+    if cursor:
+        deadline, rid = decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                RefundRow.review_deadline > deadline,
+                and_(RefundRow.review_deadline == deadline, RefundRow.refund_id > rid),
+            )
+        )
+    rows = list((await session.scalars(stmt)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(last.review_deadline or last.created_at, last.refund_id)
+    return rows, next_cursor
 
 
 async def attention_cases(session: AsyncSession, *, limit: int = 100) -> list[RefundRow]:
-    """Refunds whose money a person must locate (ABNORMAL, unverifiable), longest waiting first."""
+    """Refunds whose money a person must locate (ABNORMAL, unverifiable), longest waiting
+    first, read with their parts."""
     stmt = (
         select(RefundRow)
-        .where(RefundRow.status == RefundStatus.NEEDS_ATTENTION.value)
+        .options(*WITH_PARTS)
+        .where(RefundRow.status == RefundStatus.NEEDS_ATTENTION)
         .order_by(RefundRow.updated_at.asc(), RefundRow.created_at.asc())
         .limit(limit)
     )

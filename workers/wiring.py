@@ -30,6 +30,8 @@ class RefundActivities:
         return [
             self.records.load_case,
             self.records.record_progress,
+            self.records.open_case,
+            self.records.record_with_commissions,
             self.risk.assess_risk,
             self.keys.query_key_redemption,
             self.keys.lock_card_keys,

@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, StringConstraints
 from sqlalchemy import delete, select
 
 from api.deps import Admin, ReadSessionDep, Reviewer, SessionDep
+from api.openapi import problem_responses
 from api.problems import Problem
-from domain.model import Identifier, LongText, utcnow
+from domain.model import Identifier, utcnow
 from domain.policy import CurrentPolicy
 from ops.explain import ExplainRequest, Explanation, UnknownOrder, explain
 from ops.reconcile import over_refund_alert
@@ -37,7 +38,8 @@ class BlacklistEntry(BaseModel):
 
 
 class BlacklistBody(BaseModel):
-    reason: LongText = Field(min_length=1)
+    # The column holds 500 characters (a longer reason was a 500 on PostgreSQL); no NUL.
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00]*$")]
 
 
 class Blacklist(BaseModel):
@@ -87,7 +89,12 @@ async def put_blacklist(
     return _entry(row)
 
 
-@router.delete("/blacklist/{kind}/{value}", status_code=204, summary="Remove from the blacklist")
+@router.delete(
+    "/blacklist/{kind}/{value}",
+    status_code=204,
+    summary="Remove from the blacklist",
+    responses=problem_responses(404),
+)
 async def delete_blacklist(
     kind: BlacklistKind, value: Annotated[Identifier, Path()], session: SessionDep, _: Admin
 ) -> Response:
@@ -128,7 +135,11 @@ async def policy_status(request: Request, _: Admin) -> PolicyStatus:
     )
 
 
-@router.post("/explain", summary="Replay the decision for an order without creating a refund")
+@router.post(
+    "/explain",
+    summary="Replay the decision for an order without creating a refund",
+    responses=problem_responses(404),
+)
 async def explain_decision(
     req: ExplainRequest, request: Request, session: ReadSessionDep, _: Reviewer
 ) -> Explanation:

@@ -4,11 +4,13 @@ the account negative: a debt the distributor owes (DOMAIN "Money")."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from api.deps import Platform, ReadSessionDep, SessionDep
-from api.problems import Problem
+from api.problems import Problem, field_error
 from domain.model import Currency, Identifier, Model, PositiveAmount, utcnow
 from store import audit, ledger
 
@@ -32,11 +34,14 @@ class CommissionAccount(BaseModel):
 async def withdraw(
     beneficiary_id: Identifier, body: Withdrawal, session: SessionDep, _: Platform
 ) -> CommissionAccount:
+    txn = f"withdrawal:{beneficiary_id}:{body.withdrawal_id}"
+    if len(txn) > ledger.TXN_ID_MAX:  # both ids name the ledger transaction, which must fit
+        room = ledger.TXN_ID_MAX - len(txn) + len(body.withdrawal_id)
+        raise field_error("withdrawal_id", f"at most {room} characters for this distributor id")
     async with session.begin():
         available = await ledger.balance(
             session, ledger.commission_available(beneficiary_id), body.currency
         )
-        txn = f"withdrawal:{beneficiary_id}:{body.withdrawal_id}"
         if await ledger.posted(session, txn):
             pass  # the same withdrawal reported again: already on the books
         elif body.amount > available:
@@ -73,7 +78,10 @@ async def withdraw(
 
 @router.get("/{beneficiary_id}/account", summary="A distributor's commission balances")
 async def account(
-    beneficiary_id: Identifier, session: ReadSessionDep, _: Platform, currency: str = "CNY"
+    beneficiary_id: Identifier,
+    session: ReadSessionDep,
+    _: Platform,
+    currency: Annotated[Currency, Query()] = "CNY",
 ) -> CommissionAccount:
     return CommissionAccount(
         beneficiary_id=beneficiary_id,

@@ -12,12 +12,17 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from api.deps import PlatformOrReviewer, ReadSessionDep
+from api.openapi import problem_responses
 from api.problems import Problem
 from domain.types import Role
 from store.models import NotificationRow
 from store.outbox import SUPERVISORS
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
+
+# Notification ids are 32-bit integers on PostgreSQL (SQLite's are wider): a larger cursor
+# cannot even be compared with them, so it is a 422, not a 500 (issue 8).
+MAX_NOTIFICATION_ID = 2**31 - 1
 
 Recipient = Annotated[
     str, Query(pattern=r"^(buyer:|distributor:)[A-Za-z0-9._:@\-]{1,128}$|^supervisors$")
@@ -39,12 +44,16 @@ class Inbox(BaseModel):
     next_after_id: int | None
 
 
-@router.get("", summary="A buyer's, distributor's or the supervisors' notifications, oldest first")
+@router.get(
+    "",
+    summary="A buyer's, distributor's or the supervisors' notifications, oldest first",
+    responses=problem_responses(403),
+)
 async def inbox(
     recipient: Recipient,
     session: ReadSessionDep,
     caller: PlatformOrReviewer,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_NOTIFICATION_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Inbox:
     if recipient == SUPERVISORS and caller.role is Role.PLATFORM:

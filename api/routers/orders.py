@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Response
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import Platform, PlatformOrReviewer, ReadSessionDep, SessionDep
+from api.deps import Platform, PlatformOrReviewer, ReadSessionDep, SessionDep, SettingsDep
+from api.openapi import problem_responses
+from api.plausible import refuse_future_times
 from api.problems import Problem
 from domain.model import Identifier, utcnow
 from domain.order import Order, UsageReport
@@ -27,13 +30,26 @@ def _conflict(order_id: str) -> Problem:
     )
 
 
-@router.post("", status_code=201, summary="Record an order the platform has taken")
+@router.post(
+    "",
+    status_code=201,
+    summary="Record an order the platform has taken",
+    responses={
+        200: {
+            "description": "The same order was recorded before (orders are idempotent)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **problem_responses(409),
+    },
+)
 async def record_order(
-    order: Order, session: SessionDep, _: Platform, response: Response
+    order: Order, session: SessionDep, settings: SettingsDep, _: Platform, response: Response
 ) -> dict[str, Any]:
+    now = utcnow()
+    refuse_future_times(order, now=now, skew=timedelta(seconds=settings.max_clock_skew_seconds))
     try:
         async with session.begin():
-            recorded = await orders.record_order(session, order, now=utcnow())
+            recorded = await orders.record_order(session, order, now=now)
     except orders.OrderConflict:
         raise _conflict(order.order_id) from None
     except IntegrityError:
@@ -49,7 +65,9 @@ async def record_order(
 
 
 @router.post(
-    "/{order_id}/usage", summary="Report a usage event (key revealed, progress, download, top-up)"
+    "/{order_id}/usage",
+    summary="Report a usage event (key revealed, progress, download, top-up)",
+    responses=problem_responses(404),
 )
 async def report_usage(
     order_id: Identifier, report: UsageReport, session: SessionDep, _: Platform
@@ -69,7 +87,7 @@ async def report_usage(
     return {"order_id": order_id, "item_id": report.item_id, "usage": usage.model_dump(mode="json")}
 
 
-@router.get("/{order_id}", summary="The order with its refunds")
+@router.get("/{order_id}", summary="The order with its refunds", responses=problem_responses(404))
 async def get_order(
     order_id: Identifier, session: ReadSessionDep, _: PlatformOrReviewer
 ) -> dict[str, Any]:
@@ -77,8 +95,7 @@ async def get_order(
     if order is None:
         raise Problem(404, "not-found", "Unknown order", f"no order {order_id}")
     rows, _cursor = await refund_rows.list_refunds(session, order_id=order_id, limit=200)
-    bodies = [await refund_rows.load_body(session, r.refund_id) for r in rows]
     return {
         **order.model_dump(mode="json"),
-        "refunds": [b.model_dump(mode="json") for b in bodies if b is not None],
+        "refunds": [refund_rows.body_of(r).model_dump(mode="json") for r in rows],
     }

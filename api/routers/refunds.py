@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from starlette.background import BackgroundTask
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
-from api import intake
+from api import intake, streams
 from api.deps import (
     Admin,
     Platform,
@@ -24,8 +29,11 @@ from api.deps import (
     Reviewer,
     SessionDep,
     SettingsDep,
+    StreamSlotsDep,
     TemporalDep,
+    WatchDep,
 )
+from api.openapi import problem_responses
 from api.problems import Problem, field_error
 from domain.model import Identifier
 from domain.refund import (
@@ -39,21 +47,16 @@ from domain.refund import (
     RefundRequest,
     RejectRequest,
     ResolveRequest,
-    refundable_now,
 )
 from domain.types import RefundStatus
 from store import refunds as refund_rows
-from store.db import SessionFactory
 from workflows.refund import RefundWorkflow
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 
-CANCELLABLE = {
-    RefundStatus.SUBMITTED,
-    RefundStatus.CHECKING,
-    RefundStatus.PENDING_REVIEW,
-    RefundStatus.APPROVED,
-}
+# How long a request waits for the workflow to carry out a person's action (a resolution
+# may call a gateway) before it answers 202 "accepted, under way".
+UPDATE_WAIT_SECONDS = 15.0
 
 
 def accepted(refund_id: str, status: RefundStatus) -> RefundAccepted:
@@ -70,6 +73,10 @@ def accepted(refund_id: str, status: RefundStatus) -> RefundAccepted:
     response_model=RefundAccepted,
     response_model_by_alias=True,
     summary='The buyer clicked "apply for refund"',
+    responses={
+        200: {"model": RefundAccepted, "description": "A repeat of an earlier request"},
+        **problem_responses(403, 404, 409, 503),
+    },
 )
 async def create_refund(
     request: RefundRequest,
@@ -127,68 +134,132 @@ async def _body(session: Any, refund_id: str) -> RefundBody:
     return body
 
 
-@router.get("/{refund_id}", summary="Where a refund stands")
+@router.get("/{refund_id}", summary="Where a refund stands", responses=problem_responses(404))
 async def get_refund(
     refund_id: Identifier, session: ReadSessionDep, _: PlatformOrReviewer
 ) -> RefundBody:
     return await _body(session, refund_id)
 
 
+# SSE ids are timeline positions; a refund's timeline is far shorter than this.
+MAX_EVENT_ID = 1_000_000
+
+
 @router.get(
     "/{refund_id}/events",
     summary="Timeline entries as text/event-stream until a terminal status",
     response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`id:` (the entry's position), `event: timeline`, `data:` (JSON) "
+            "per entry; `event: end` at a terminal status; `:` comments keep it alive",
+            "content": {"text/event-stream": {"itemSchema": streams.EVENT_SCHEMA}},
+        },
+        **problem_responses(404, 429),
+    },
 )
 async def refund_events(
-    refund_id: Identifier, session: ReadSessionDep, sessions: ReadSessionsDep, _: PlatformOrReviewer
+    refund_id: Identifier,
+    sessions: ReadSessionsDep,
+    watch: WatchDep,
+    slots: StreamSlotsDep,
+    settings: SettingsDep,
+    caller: PlatformOrReviewer,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=MAX_EVENT_ID,
+            description="resume after this entry (sent back by SSE clients on reconnect)",
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    await _body(session, refund_id)
-    return StreamingResponse(_stream(sessions, refund_id), media_type="text/event-stream")
-
-
-async def _stream(sessions: SessionFactory, refund_id: str) -> AsyncIterator[bytes]:
-    sent = 0
-    while True:
-        async with sessions() as session:
-            body = await refund_rows.load_body(session, refund_id)
-        if body is None:
-            return
-        for entry in body.timeline[sent:]:
-            data = json.dumps(
-                {**entry.model_dump(mode="json"), "status": body.status.value}, ensure_ascii=False
-            )
-            yield f"id: {sent + 1}\nevent: timeline\ndata: {data}\n\n".encode()
-            sent += 1
-        if body.status.is_terminal:
-            yield f"event: end\ndata: {json.dumps({'status': body.status.value})}\n\n".encode()
-            return
-        await asyncio.sleep(0.5)
+    # A short session for the 404 check: the stream itself holds none while it waits.
+    async with sessions() as session:
+        await _body(session, refund_id)
+    slot = slots.take(caller.key_id)
+    stream = streams.refund_events(
+        refund_id,
+        reads=sessions,
+        watch=watch,
+        slot=slot,
+        after=last_event_id or 0,
+        lifetime=settings.stream_max_seconds,
+        keep_alive=settings.stream_keepalive_seconds,
+    )
+    # The stream gives its slot back when it ends; the background task covers a client gone
+    # before the stream ever started.
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+        background=BackgroundTask(slot.release),
+    )
 
 
 def _handle(temporal: Client, body: RefundBody) -> WorkflowHandle[RefundWorkflow, RefundBody]:
     return temporal.get_workflow_handle_for(RefundWorkflow.run, body.workflow_id)
 
 
-async def _signal(temporal: Client, body: RefundBody, name: str, arg: BaseModel) -> None:
+async def _update(
+    temporal: Client,
+    body: RefundBody,
+    update: UpdateMethodMultiParam[[RefundWorkflow, Any], Any],
+    req: BaseModel,
+    *,
+    wait: float = UPDATE_WAIT_SECONDS,
+) -> RefundBody | None:
+    """Deliver a person's request as an Update: the workflow's validator is the only judge
+    of what the refund accepts now, and its refusal becomes the answer. Returns the refund
+    once the workflow has carried the request out, or None when that takes longer than
+    `wait` seconds (accepted, still under way)."""
     try:
-        await _handle(temporal, body).signal(name, arg)
+        pending = await _handle(temporal, body).start_update(
+            update, req, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        result: RefundBody = await asyncio.wait_for(pending.result(), wait)
+    except TimeoutError:
+        return None
+    except WorkflowUpdateFailedError as err:
+        raise _refused(body, err.cause) from err
     except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:  # the workflow finished: nothing waits
+            raise Problem(
+                409,
+                "refund-closed",
+                "The refund no longer accepts this",
+                f"refund {body.refund_id} is {body.status.value}",
+                status_now=body.status.value,
+            ) from err
         raise Problem(
-            409,
-            "refund-closed",
-            "The refund no longer accepts this",
-            f"workflow {body.workflow_id}: {err.message}",
-            status_now=body.status.value,
+            503,
+            "temporal-unavailable",
+            "Try again shortly",
+            err.message,
+            headers={"Retry-After": "5"},
         ) from err
+    return result
 
 
-def _not_now(body: RefundBody, what: str) -> Problem:
+def _accepted(before: RefundBody, after: RefundBody | None) -> RefundAccepted:
+    return accepted(before.refund_id, (after or before).status)
+
+
+def _refused(body: RefundBody, cause: BaseException | None) -> Problem:
+    """The workflow's refusal (`domain.acceptance.Refusal`, carried in the failure's
+    details) as problem+json: the buyer's identity 403, a bad amount 422, else 409."""
+    details = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else {}
+    reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+    problem = str(details.get("problem") or "wrong-status")
+    field = details.get("field")
+    errors = [{"field": field, "message": reason}] if field else None
+    if problem == "not-your-refund":
+        return Problem(403, problem, "This buyer did not ask for this refund", errors=errors)
+    if problem == "invalid-amount":
+        return Problem(422, problem, "Invalid amount", reason, errors=errors)
     return Problem(
-        409,
-        "wrong-status",
-        f"Cannot {what} a refund that is {body.status.value}",
-        f"refund {body.refund_id} is {body.status.value}",
-        status_now=body.status.value,
+        409, problem, "The refund does not accept this now", reason, status_now=body.status.value
     )
 
 
@@ -197,6 +268,7 @@ def _not_now(body: RefundBody, what: str) -> Problem:
     status_code=202,
     response_model_by_alias=True,
     summary="Add evidence while the refund is open",
+    responses=problem_responses(404, 409, 503),
 )
 async def add_evidence(
     refund_id: Identifier,
@@ -206,10 +278,7 @@ async def add_evidence(
     _: Platform,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    if body.status.is_terminal:
-        raise _not_now(body, "add evidence to")
-    await _signal(temporal, body, "evidence", req)
-    return accepted(refund_id, body.status)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.evidence, req))
 
 
 @router.post(
@@ -217,6 +286,7 @@ async def add_evidence(
     status_code=202,
     response_model_by_alias=True,
     summary="The buyer withdraws the refund (until money starts to move)",
+    responses=problem_responses(403, 404, 409, 503),
 )
 async def cancel(
     refund_id: Identifier,
@@ -227,11 +297,7 @@ async def cancel(
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
     _buyers_own(body, req.buyer_id)
-    live = await _live_status(temporal, body)
-    if live not in CANCELLABLE:
-        raise _not_now(body.model_copy(update={"status": live}), "cancel")
-    await _signal(temporal, body, "cancel", req)
-    return accepted(refund_id, live)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.cancel, req))
 
 
 @router.post(
@@ -239,6 +305,7 @@ async def cancel(
     status_code=202,
     response_model_by_alias=True,
     summary="Appeal a rejection, once",
+    responses=problem_responses(403, 404, 409, 503),
 )
 async def appeal(
     refund_id: Identifier,
@@ -249,17 +316,7 @@ async def appeal(
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
     _buyers_own(body, req.buyer_id)
-    if body.status is not RefundStatus.REJECTED:
-        raise _not_now(body, "appeal")
-    if body.review is not None and body.review.appealed:
-        raise Problem(
-            409,
-            "already-appealed",
-            "A rejection can be appealed once",
-            status_now=body.status.value,
-        )
-    await _signal(temporal, body, "appeal", req)
-    return accepted(refund_id, body.status)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.appeal, req))
 
 
 @router.post(
@@ -268,6 +325,7 @@ async def appeal(
     response_model_by_alias=True,
     tags=["reviews"],
     summary="A reviewer approves (optionally a smaller amount)",
+    responses=problem_responses(404, 409, 503),
 )
 async def approve(
     refund_id: Identifier,
@@ -277,12 +335,7 @@ async def approve(
     _: Reviewer,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    await _in_review(temporal, body, "approve")
-    refundable = refundable_now(body)
-    if req.amount is not None and req.amount > refundable:
-        raise field_error("amount", f"at most {refundable} is refundable")
-    await _signal(temporal, body, "approve", req)
-    return accepted(refund_id, body.status)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.approve, req))
 
 
 @router.post(
@@ -291,6 +344,7 @@ async def approve(
     response_model_by_alias=True,
     tags=["reviews"],
     summary="A reviewer rejects",
+    responses=problem_responses(404, 409, 503),
 )
 async def reject(
     refund_id: Identifier,
@@ -300,14 +354,16 @@ async def reject(
     _: Reviewer,
 ) -> RefundAccepted:
     body = await _body(session, refund_id)
-    await _in_review(temporal, body, "reject")
-    await _signal(temporal, body, "reject", req)
-    return accepted(refund_id, body.status)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.reject, req))
 
 
 @router.post(
     "/{refund_id}/resolve",
     tags=["reviews"],
+    responses={
+        202: {"model": RefundBody, "description": "Accepted; still being carried out"},
+        **problem_responses(404, 409, 503),
+    },
     summary="A supervisor resolves a refund that needs attention",
     description="For refunds in `needs_attention` (a gateway answered ABNORMAL, or its "
     "answers could not be verified in time): `verify` asks the gateway again with a signed "
@@ -316,7 +372,8 @@ async def reject(
     "gateway before anything stores them) or the merchant's (`MERCHANT_BANK_CARD`); "
     "`pay_to_balance` records the person's word (`note`) that the original route moved no "
     "money and pays to the platform balance. Answers the refund once the action was carried "
-    "out; 409 when the refund is not awaiting this.",
+    "out (202 with the refund as it stood when that takes longer than a few seconds); 409 "
+    "when the refund is not awaiting this.",
 )
 async def resolve(
     refund_id: Identifier,
@@ -324,35 +381,17 @@ async def resolve(
     request: Request,
     session: ReadSessionDep,
     temporal: TemporalDep,
+    response: Response,
     _: Admin,
 ) -> RefundBody:
     body = await _body(session, refund_id)
     if req.bank_account or req.real_name:
         req = _encrypted_for_gateway(request, req)
-    try:
-        # (The SDK types an async update as returning its coroutine: hence the ignore.)
-        return await _handle(temporal, body).execute_update(
-            RefundWorkflow.resolve,  # type: ignore[arg-type]
-            req,
-        )
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        detail = cause.message if isinstance(cause, ApplicationError) else str(err)
-        raise Problem(
-            409,
-            "not-accepted",
-            "The refund does not accept this now",
-            detail,
-            status_now=body.status.value,
-        ) from err
-    except RPCError as err:
-        raise Problem(
-            409,
-            "refund-closed",
-            "The refund no longer accepts this",
-            f"workflow {body.workflow_id}: {err.message}",
-            status_now=body.status.value,
-        ) from err
+    done = await _update(temporal, body, RefundWorkflow.resolve, req)
+    if done is None:  # accepted; the gateway is slow to answer: follow the refund's page
+        response.status_code = 202
+        return body
+    return done
 
 
 def _encrypted_for_gateway(request: Request, req: ResolveRequest) -> ResolveRequest:
@@ -374,20 +413,3 @@ def _buyers_own(body: RefundBody, buyer_id: str) -> None:
             "This buyer did not ask for this refund",
             errors=[{"field": "buyer_id", "message": "not the refund's buyer"}],
         )
-
-
-async def _in_review(temporal: Client, body: RefundBody, what: str) -> None:
-    """Approve and reject answer a person's question only while one is asked."""
-    if await _live_status(temporal, body) is not RefundStatus.PENDING_REVIEW:
-        raise _not_now(body, what)
-
-
-async def _live_status(temporal: Client, body: RefundBody) -> RefundStatus:
-    """The workflow's own view, which may be ahead of the database by one report."""
-    if body.status.is_terminal:
-        return body.status
-    try:
-        live: RefundBody = await _handle(temporal, body).query("status", result_type=RefundBody)
-    except RPCError:
-        return body.status
-    return live.status

@@ -3,7 +3,7 @@ product, the share resolved without a person, time to money, review deadlines me
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -18,6 +18,10 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 DEFAULT_WINDOW = timedelta(days=30)
 MAX_WINDOW = timedelta(days=366)
+# Bounds of a report window: wide, and far from the calendar's ends, so window arithmetic
+# (to minus 30 days) never leaves it (`to=0001-01-05` was a 500, issue 8).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def _instant(field: str, value: str | None) -> datetime | None:
@@ -33,6 +37,14 @@ def _instant(field: str, value: str | None) -> datetime | None:
         raise field_error(field, "not an RFC 3339 date-time, e.g. 2025-01-31T00:00:00Z")
     if at.tzinfo is None:
         raise field_error(field, "needs an offset (Z or ±hh:mm)")
+    try:
+        utc = at.astimezone(UTC)
+    except OverflowError:  # year 1 at +14:00 has no UTC equivalent
+        utc = EARLIEST - timedelta(days=1)
+    if not EARLIEST <= utc < LATEST:
+        raise field_error(
+            field, f"out of range: from {EARLIEST.isoformat()} to before {LATEST.isoformat()}"
+        )
     return at
 
 

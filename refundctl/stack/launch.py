@@ -215,6 +215,7 @@ class Stack:
                 f"--keys-dir={cfg.keys_dir.resolve()}",
                 f"--settle-after={cfg.settle_after}",
                 f"--fault-delay={cfg.fault_delay}",
+                f"--wechat-notification-signing={cfg.wechat_notification_signing}",
                 f"--log-level={cfg.log_level}",
             )
             child = ChildProcess(
@@ -336,7 +337,7 @@ class Stack:
 async def _with_sandbox_keys(settings: Settings, sandboxes: SandboxSpec) -> Settings:
     """The dev signing keys in the sandboxes' key directory (made if missing), and the
     service's key paths pointed at them."""
-    from peers.signing import SANDBOX_KEY_FILES, ensure_sandbox_keys
+    from peers.signing import SANDBOX_KEY_FILES, SANDBOX_WECHAT_CERT_FILE, ensure_sandbox_keys
 
     keys = sandboxes.config.keys_dir.resolve()
     await asyncio.to_thread(ensure_sandbox_keys, keys)
@@ -345,7 +346,8 @@ async def _with_sandbox_keys(settings: Settings, sandboxes: SandboxSpec) -> Sett
             "alipay_private_key_path": str(keys / SANDBOX_KEY_FILES["alipay_app"][0]),
             "alipay_public_key_path": str(keys / SANDBOX_KEY_FILES["alipay_platform"][1]),
             "wechat_private_key_path": str(keys / SANDBOX_KEY_FILES["wechat_merchant"][0]),
-            "wechat_platform_public_key_path": str(keys / SANDBOX_KEY_FILES["wechat_platform"][1]),
+            "wechat_platform_certs": str(keys / SANDBOX_WECHAT_CERT_FILE),
+            "wechat_public_key_path": str(keys / SANDBOX_KEY_FILES["wechat_pubkey"][1]),
         }
     )
 

@@ -49,6 +49,10 @@ CASES = [
     Case("payout.during_settlement", "wechat", gateway_fault="processing"),
     # Money moved; the worker dies inside the claw-back transaction (posted, not committed).
     Case("commissions.claw_back", "alipay"),
+    # The gateway paid but its answer failed verification (payout UNKNOWN); the worker dies
+    # while checking by query. Never a second route: the restarted worker verifies it.
+    Case("payout.during_settlement", "wechat", gateway_fault="bad_signature"),
+    Case("payout.during_settlement", "alipay", gateway_fault="bad_signature"),
 ]
 
 
@@ -109,6 +113,29 @@ async def test_sigkill_while_the_gateway_call_hangs(crash: CrashSystem) -> None:
     await assert_paid_once(crash, order, refund_id, body, channel="wechat")
     gateway = await s.gateway_refunds("wechat", txn)
     assert gateway[0]["requests"] >= 2, "the retry should have asked the gateway again"
+
+
+async def test_worker_dies_while_an_abnormal_refund_waits_for_a_person(
+    crash: CrashSystem,
+) -> None:
+    """ABNORMAL waits for a supervisor, not for a timer: a worker killed meanwhile leaves
+    nothing to redo, and the resolution on the restarted worker pays once."""
+    s = crash.system
+    order = await s.record(card_key_order(channel="wechat"))
+    await crash.arm_gateway_fault("wechat", "abnormal")
+    refund_id = await s.refund_id(order, reason="invalid_key")
+    await s.wait_status(refund_id, "needs_attention", within=60)
+    await crash.kill_worker()
+    await crash.start_worker()
+
+    r = await s.post(
+        f"/v1/refunds/{refund_id}/resolve",
+        {"operator": "sre", "action": "abnormal_refund", "to": "MERCHANT_BANK_CARD"},
+        "admin",
+    )
+    assert r.status_code == 200, r.text
+    body = await s.wait_status(refund_id, "refunded", within=CRASH_RECOVERY_SECONDS)
+    await assert_paid_once(crash, order, refund_id, body, channel="wechat")
 
 
 async def test_gateway_5xx_burst_is_retried_to_one_refund(crash: CrashSystem) -> None:

@@ -7,7 +7,7 @@ import base64
 import copy
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -261,10 +261,10 @@ async def test_order_is_idempotent_on_order_id(system: System) -> None:
 
 async def test_offset_times_are_accepted_and_normalised_to_utc(system: System) -> None:
     order = card_key_order()
-    order["created_at"] = "2026-11-20T16:00:00+08:00"
-    order["paid_at"] = "2026-11-20T16:00:05+08:00"
-    order["payments"][0]["paid_at"] = "2026-11-20T03:00:05-05:00"
-    order["items"][0]["card_keys"][0]["delivered_at"] = "2026-11-20T08:00:06Z"
+    order["created_at"] = "2025-11-20T16:00:00+08:00"
+    order["paid_at"] = "2025-11-20T16:00:05+08:00"
+    order["payments"][0]["paid_at"] = "2025-11-20T03:00:05-05:00"
+    order["items"][0]["card_keys"][0]["delivered_at"] = "2025-11-20T08:00:06Z"
     r = await system.post("/v1/orders", order)
     assert r.status_code == 201, r.text
 
@@ -275,14 +275,62 @@ async def test_offset_times_are_accepted_and_normalised_to_utc(system: System) -
         return parsed
 
     for shown in (r.json(), (await system.get(f"/v1/orders/{order['order_id']}")).json()):
-        assert utc(shown["created_at"]) == datetime(2026, 11, 20, 8, 0, 0, tzinfo=UTC)
-        assert utc(shown["paid_at"]) == datetime(2026, 11, 20, 8, 0, 5, tzinfo=UTC)
-        assert utc(shown["payments"][0]["paid_at"]) == datetime(2026, 11, 20, 8, 0, 5, tzinfo=UTC)
+        assert utc(shown["created_at"]) == datetime(2025, 11, 20, 8, 0, 0, tzinfo=UTC)
+        assert utc(shown["paid_at"]) == datetime(2025, 11, 20, 8, 0, 5, tzinfo=UTC)
+        assert utc(shown["payments"][0]["paid_at"]) == datetime(2025, 11, 20, 8, 0, 5, tzinfo=UTC)
     # The same instants spelled in UTC are the same order.
     same = copy.deepcopy(order)
-    same["created_at"] = "2026-11-20T08:00:00Z"
-    same["paid_at"] = "2026-11-20T08:00:05+00:00"
+    same["created_at"] = "2025-11-20T08:00:00Z"
+    same["paid_at"] = "2025-11-20T08:00:05+00:00"
     assert (await system.post("/v1/orders", same)).status_code == 200
+
+
+FUTURE_TIMES = [
+    (("created_at",), "created_at"),
+    (("paid_at",), "paid_at"),
+    (("payments", 0, "paid_at"), "payments[0].paid_at"),
+    (("items", 0, "card_keys", 0, "delivered_at"), "items[0].card_keys[0].delivered_at"),
+]
+
+
+def from_now(**delta: float) -> str:
+    return (datetime.now(UTC) + timedelta(**delta)).isoformat()
+
+
+@pytest.mark.parametrize(("path", "field"), FUTURE_TIMES, ids=[f for _, f in FUTURE_TIMES])
+@pytest.mark.parametrize(
+    "when",
+    ["9999-12-31T00:00:00Z", "2999-01-01T00:00:00+08:00", "in an hour"],
+)
+async def test_order_time_in_the_future_is_422(
+    system: System, path: tuple[str | int, ...], field: str, when: str
+) -> None:
+    """An order "paid" in year 9999 was accepted and refunded "0 minutes after payment"."""
+    order = card_key_order()
+    if when == "in an hour":
+        when = from_now(hours=1)
+    body = problem(await system.post("/v1/orders", _with(order, when, *path)), 422, field)
+    assert [e["field"] for e in body["errors"]] == [field]
+    assert "future" in body["errors"][0]["message"]
+    await assert_no_order(system, order["order_id"])
+
+
+async def test_every_future_time_is_named(system: System) -> None:
+    order = card_key_order()
+    for path, _ in FUTURE_TIMES:
+        order = _with(order, from_now(days=2), *path)
+    body = problem(await system.post("/v1/orders", order), 422)
+    assert sorted(e["field"] for e in body["errors"]) == sorted(f for _, f in FUTURE_TIMES)
+    await assert_no_order(system, order["order_id"])
+
+
+async def test_order_time_within_the_clock_skew_is_accepted(system: System) -> None:
+    order = card_key_order()
+    ahead = from_now(seconds=system.settings.max_clock_skew_seconds / 3)
+    for path, _ in FUTURE_TIMES:
+        order = _with(order, ahead, *path)
+    r = await system.post("/v1/orders", order)
+    assert r.status_code == 201, r.text
 
 
 # -- POST /v1/orders/{id}/usage -----------------------------------------------------------
@@ -714,6 +762,61 @@ async def test_bad_review_query_is_422(system: System) -> None:
     problem(await system.get("/v1/reviews?state=done", role="reviewer"), 422, "state")
     problem(await system.get("/v1/reviews?limit=0", role="reviewer"), 422, "limit")
     problem(await system.get("/v1/reviews?limit=201", role="reviewer"), 422, "limit")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("after_id=9223372036854775808", "after_id"),  # 2^63: a 500 before (issue 8)
+        ("after_id=2147483648", "after_id"),  # past the id column's range
+        ("after_id=" + "9" * 40, "after_id"),
+        ("after_id=-1", "after_id"),
+        ("limit=201", "limit"),
+    ],
+)
+async def test_bad_inbox_query_is_422(system: System, query: str, field: str) -> None:
+    r = await system.get(f"/v1/notifications?recipient=buyer:U-42&{query}")
+    problem(r, 422, field)
+
+
+async def test_largest_inbox_cursor_is_an_empty_page(system: System) -> None:
+    r = await system.get("/v1/notifications?recipient=buyer:U-42&after_id=2147483647")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"notifications": [], "next_after_id": None}
+
+
+@pytest.mark.parametrize("currency", ["cny", "CNYX", "", "%00"])
+async def test_bad_account_currency_is_422(system: System, currency: str) -> None:
+    problem(await system.get(f"/v1/distributors/U-7/account?currency={currency}"), 422, "currency")
+
+
+async def test_blacklist_reason_longer_than_stored_is_422(system: System) -> None:
+    """A 501-character reason was a 500 on PostgreSQL (the column holds 500)."""
+    path = f"/v1/admin/blacklist/buyer/{unique('U')}"
+    headers = {"Authorization": f"Bearer {KEYS['admin']}"}
+    r = await system.http.put(system.url(path), json={"reason": "r" * 501}, headers=headers)
+    problem(r, 422, "reason")
+    r = await system.http.put(system.url(path), json={"reason": "r" * 500}, headers=headers)
+    assert r.status_code == 200, r.text
+    assert (await system.http.delete(system.url(path), headers=headers)).status_code == 204
+
+
+async def test_longest_distributor_and_withdrawal_ids(system: System) -> None:
+    """Ids at their 128-character limit each: the withdrawal's ledger transaction is named by
+    both, which must fit its column (on PostgreSQL an overlong name was a 500)."""
+    distributor = "D" * 128
+    order = card_key_order(amount=5000)
+    order["commissions"] = [{"beneficiary_id": distributor, "level": 1, "amount": 500}]
+    await system.record(order)
+    path = f"/v1/distributors/{distributor}/withdrawals"
+    r = await system.post(path, {"withdrawal_id": "W" * 128, "amount": 100})
+    problem(r, 422, "withdrawal_id")
+    fits = "W" * (200 - len(f"withdrawal:{distributor}:"))
+    r = await system.post(path, {"withdrawal_id": fits, "amount": 100})
+    assert r.status_code == 200, r.text
+    assert r.json()["available"] == 400
+    again = await system.post(path, {"withdrawal_id": fits, "amount": 100})
+    assert again.status_code == 200 and again.json()["available"] == 400
 
 
 async def test_idempotency_key_of_255_characters_is_fine(system: System) -> None:

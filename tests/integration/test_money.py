@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from peers.signing import load_private_key, wechatpay_encrypt, wechatpay_sign_response
+from peers.wechat_keys import certificate_serial, load_certificates
 from refundctl.audit import verify
-from sandbox.run import SANDBOX_WECHAT_PLATFORM_SERIAL
 from store import ledger
 from store.db import make_engine, make_session_factory
 from tests.system import System, card_key_order, course_order, unique
@@ -112,8 +112,10 @@ def notification(
     genuine = load_private_key(
         Path(system.settings.wechat_private_key_path).parent / "wechat_platform_private.pem"
     )
+    # Under the serial of the platform certificate the service trusts.
+    [certificate] = load_certificates(system.settings.wechat_platform_cert_paths())
     headers = wechatpay_sign_response(
-        key or genuine, serial_no=SANDBOX_WECHAT_PLATFORM_SERIAL, body=body
+        key or genuine, serial_no=certificate_serial(certificate), body=body
     )
     return body, {**headers, "Content-Type": "application/json"}
 

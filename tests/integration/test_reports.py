@@ -160,6 +160,13 @@ async def test_report_defaults_to_the_last_30_days(system: System) -> None:
         ("from=2025-01-01T00:00:00Z&to=2025-13-01T00:00:00Z", "to"),
         ("from=2999-01-01T00:00:00Z", "from"),
         ("merchant_id=has%20space", "merchant_id"),
+        # Out of the calendar's reach: to minus 30 days was year 0 (a 500, issue 8).
+        ("to=0001-01-05T00:00:00Z", "to"),
+        ("from=0001-01-01T00:00:00Z&to=0001-01-05T00:00:00Z", "from"),
+        ("from=0001-01-01T00:00:00%2B14:00&to=2025-01-01T00:00:00Z", "from"),
+        ("from=9999-12-31T00:00:00Z&to=9999-12-31T23:59:59-14:00", "from"),
+        ("to=9999-12-31T23:59:59Z", "to"),
+        ("from=1969-12-31T23:59:59Z&to=1970-01-02T00:00:00Z", "from"),
     ],
 )
 async def test_bad_windows_are_a_422_naming_the_field(

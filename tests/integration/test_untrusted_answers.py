@@ -4,13 +4,18 @@ the gateways' own ledgers and the platform balance together."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import delete, select
 
 from domain.model import utcnow
+from domain.policy import default_policy_text
 from refundctl.reconcile import reconcile_day
 from store import ledger
 from store.db import make_engine, make_session_factory
@@ -181,3 +186,111 @@ class _books:
             await self.session.commit()
         await self.session.close()
         await self.engine.dispose()
+
+
+@contextlib.contextmanager
+def payout_limits(system: System, **limits: int) -> Iterator[None]:
+    """Run with the policy's payout limits changed (the worker re-reads the file)."""
+    path = Path(system.settings.policy_path)
+    policy = yaml.safe_load(default_policy_text())
+    policy["payouts"] = {**policy["payouts"], **limits}
+    path.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
+    try:
+        yield
+    finally:
+        path.write_text(default_policy_text(), encoding="utf-8")
+
+
+async def refund_once_despite(system: System, channel: str, mode: str) -> dict[str, Any]:
+    order = await system.record(card_key_order(channel=channel))
+    await fault(system, channel, mode)
+    body = await system.wait_status(await system.refund_id(order), "refunded", within=40)
+    assert [(p["channel"], p["state"]) for p in body["payouts"]] == [(channel, "succeeded")]
+    assert "route_fallback" not in [t["stage"] for t in body["timeline"]]
+    transaction = order["payments"][0]["transaction_id"]
+    assert len(await system.gateway_refunds(channel, transaction)) == 1
+    assert await money_reached_buyer(system, order) == 5000
+    return body
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+async def test_success_answered_with_a_bad_signature_is_verified_not_paid_again(
+    system: System, channel: str
+) -> None:
+    body = await refund_once_despite(system, channel, "bad_signature")
+    unverified = [t for t in body["timeline"] if t["stage"] == "refund_unverified"]
+    assert unverified and "SIGNATURE_INVALID" in unverified[0]["detail"]
+
+
+async def test_a_skewed_gateway_clock_is_unverified_then_verified(system: System) -> None:
+    body = await refund_once_despite(system, "wechat", "skewed_clock")
+    assert "refund_unverified" in [t["stage"] for t in body["timeline"]]
+
+
+async def test_unsigned_system_error_is_retried_under_the_same_number(system: System) -> None:
+    body = await refund_once_despite(system, "alipay", "unsigned_system_error")
+    assert [p["attempt"] for p in body["payouts"]] == [1]
+
+
+async def test_a_refund_the_query_never_confirms_goes_to_a_person(system: System) -> None:
+    order = await system.record(card_key_order(channel="alipay"))
+    with payout_limits(system, processing_limit_minutes=0):
+        await fault(system, "alipay", "no_status")
+        refund_id = await system.refund_id(order)
+        body = await system.wait_status(refund_id, "needs_attention", within=60)
+    assert body["payouts"][0]["gateway_status"] == "REFUND_STATUS_MISSING"
+    assert "still processing" in body["timeline"][-1]["detail"]
+
+    # The gateway's back office settles it; the supervisor asks again.
+    no = body["payouts"][0]["out_refund_no"]
+    base = system.sandboxes.alipay.rsplit("/", 1)[0]
+    r = await system.http.put(f"{base}/sandbox/refunds/{no}", json={"status": "SUCCESS"})
+    assert r.status_code == 200, r.text
+    r = await system.post(
+        f"/v1/refunds/{refund_id}/resolve", {"operator": "sre-li", "action": "verify"}, "admin"
+    )
+    assert r.status_code == 200, r.text
+    body = await system.wait_status(refund_id, "refunded", within=30)
+    assert [p["state"] for p in body["payouts"]] == ["succeeded"]
+    assert await money_reached_buyer(system, order) == 5000
+
+
+async def test_abnormal_is_sent_to_the_buyers_bank_card_on_a_supervisors_word(
+    system: System,
+) -> None:
+    order = await system.record(card_key_order(channel="wechat"))
+    await fault(system, "wechat", "abnormal")
+    refund_id = await system.refund_id(order)
+    await system.wait_status(refund_id, "needs_attention", within=30)
+
+    missing = await system.post(
+        f"/v1/refunds/{refund_id}/resolve",
+        {"operator": "sre-li", "action": "abnormal_refund", "to": "USER_BANK_CARD"},
+        "admin",
+    )
+    assert missing.status_code == 422 and "bank_account" in missing.text
+    r = await system.post(
+        f"/v1/refunds/{refund_id}/resolve",
+        {
+            "operator": "sre-li",
+            "action": "abnormal_refund",
+            "to": "USER_BANK_CARD",
+            "bank_type": "ICBC_DEBIT",
+            "bank_account": "6212260000000000001",
+            "real_name": "张三",
+            "note": "buyer's old card was closed; new card confirmed by phone",
+        },
+        "admin",
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "refunding"
+    assert "6212260000000000001" not in r.text  # encrypted before the workflow saw it
+    body = await system.wait_status(refund_id, "refunded", within=30)
+
+    stages = [t["stage"] for t in body["timeline"]]
+    assert stages.index("needs_attention") < stages.index("abnormal_refund_requested")
+    (record,) = await system.gateway_refunds("wechat", order["payments"][0]["transaction_id"])
+    assert record["status"] == "SUCCESS" and record["rescue"]["type"] == "USER_BANK_CARD"
+    # Only WeChat could read the card: the sandbox decrypted it with its platform key.
+    assert record["rescue"]["bank_account"].endswith("0001")
+    assert await money_reached_buyer(system, order) == 5000

@@ -15,22 +15,25 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from config.settings import Settings
+from config.settings import SANDBOX_WECHAT_PUBLIC_KEY_ID, Settings
 from peers.alipay import AlipayClient
-from peers.signing import ensure_sandbox_keys, load_private_key, load_public_key
+from peers.signing import (
+    SANDBOX_WECHAT_CERT_FILE,
+    ensure_sandbox_keys,
+    load_private_key,
+    load_public_key,
+)
 from peers.supplier import SupplierClient
+from peers.wechat_keys import WechatPayKeys, certificate_serial
 from peers.wechatpay import WechatPayClient
 from sandbox.alipay import create_alipay_app
-from sandbox.run import (
-    SANDBOX_WECHAT_PLATFORM_SERIAL,
-    SandboxConfig,
-    SandboxURLs,
-    running_sandboxes,
-)
+from sandbox.run import SandboxConfig, SandboxURLs, running_sandboxes
 from sandbox.supplier import create_supplier_app
+from sandbox.wechat_platform import SandboxPlatformKeys
 from sandbox.wechatpay import create_wechat_app
 
 APP_ID = "2021000000000001"
@@ -41,6 +44,7 @@ SUPPLIER_KEY = "kami-refunds"
 SUPPLIER_SECRET = "test-supplier-secret"
 WEBHOOK_SECRET = "test-webhook-secret"
 NOTIFY_URL = "http://shop.test/notify/wechat"
+PUBLIC_KEY_ID = SANDBOX_WECHAT_PUBLIC_KEY_ID
 
 
 @dataclass
@@ -53,6 +57,29 @@ class Keys:
 
     def public(self, role: str) -> Any:
         return load_public_key(self.paths[role][1])
+
+    def certificate(self) -> x509.Certificate:
+        """The WeChat Pay platform certificate of these keys (for `wechat_platform`)."""
+        return x509.load_pem_x509_certificate((self.dir / SANDBOX_WECHAT_CERT_FILE).read_bytes())
+
+    @property
+    def cert_serial(self) -> str:
+        return certificate_serial(self.certificate())
+
+    def sandbox_platform(self) -> SandboxPlatformKeys:
+        """What the sandbox WeChat gateway signs with: certificate and public key."""
+        return SandboxPlatformKeys(
+            [(self.certificate(), self.private("wechat_platform"))],
+            (PUBLIC_KEY_ID, self.private("wechat_pubkey")),
+        )
+
+    def wechat_keys(self, mode: str = "both") -> WechatPayKeys:
+        """What a merchant trusts: "certificate", "public_key" or "both" (a migration)."""
+        return WechatPayKeys(
+            certificates=[self.certificate()] if mode in ("certificate", "both") else [],
+            public_key=self.public("wechat_pubkey") if mode != "certificate" else None,
+            public_key_id=PUBLIC_KEY_ID if mode != "certificate" else None,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -167,8 +194,7 @@ async def wechat_app(keys: Keys, receiver: NotificationReceiver) -> AsyncIterato
             mchid=MCHID,
             merchant_serial_no=MERCHANT_SERIAL,
             merchant_public_key=keys.public("wechat_merchant"),
-            platform_serial_no=SANDBOX_WECHAT_PLATFORM_SERIAL,
-            platform_private_key=keys.private("wechat_platform"),
+            platform_keys=keys.sandbox_platform(),
             apiv3_key=APIV3_KEY,
             settle_after=0.2,
             settle_after_queries=None,
@@ -191,16 +217,22 @@ def make_wechat(
     *,
     signing: Keys | None = None,
     verifying: Keys | None = None,
+    mode: str = "both",
+    platform_keys: WechatPayKeys | None = None,
+    refresh_certificates: bool = True,
 ) -> WechatPayClient:
+    """A client of the sandbox; `mode` says which WeChat keys it trusts (default: both, as a
+    merchant migrating to the public key, and as the dev settings do)."""
     return WechatPayClient(
         http,
         base_url="http://wechat.test",
         mchid=MCHID,
         serial_no=MERCHANT_SERIAL,
         merchant_private_key=(signing or keys).private("wechat_merchant"),
-        platform_public_key=(verifying or keys).public("wechat_platform"),
+        platform_keys=platform_keys or (verifying or keys).wechat_keys(mode),
         apiv3_key=APIV3_KEY,
-        platform_serial=SANDBOX_WECHAT_PLATFORM_SERIAL,
+        notify_url=NOTIFY_URL,  # what `send_refund` asks the gateway to notify
+        refresh_certificates=refresh_certificates,
     )
 
 

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from urllib.parse import quote_plus, urlencode
+
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from domain.types import PayoutState
-from peers.alipay import AlipayClient
-from peers.payouts import NOT_FOUND, GatewayRefused, GatewayUnavailable, SignatureInvalid
-from tests.peers.conftest import Keys, TamperingTransport, make_alipay
+from peers.alipay import STATUS_MISSING, AlipayClient, alipay_timestamp
+from peers.payouts import (
+    NOT_FOUND,
+    AnswerUntrusted,
+    GatewayRefused,
+    GatewayUnavailable,
+    RefundOrder,
+    SignatureInvalid,
+)
+from peers.signing import alipay_sign
+from tests.peers.conftest import APP_ID, Keys, TamperingTransport, make_alipay
 
 TRADE = "2026112022001"
 
@@ -149,3 +160,123 @@ async def test_unreachable_gateway_is_transient(keys: Keys) -> None:
         )
         with pytest.raises(GatewayUnavailable):
             await client.query(trade_no=TRADE, out_request_no="R-9")
+
+
+def order(out_request_no: str, amount: int = 100) -> RefundOrder:
+    return RefundOrder(
+        out_refund_no=out_request_no,
+        transaction_id=TRADE,
+        amount=amount,
+        payment_total=5000,
+        currency="CNY",
+        reason="卡密无效",
+    )
+
+
+async def test_bad_signature_on_a_refund_that_happened_is_untrusted_not_refused(
+    alipay: AlipayClient, alipay_http: httpx.AsyncClient
+) -> None:
+    await alipay_http.post("/sandbox/faults", json={"mode": "bad_signature", "count": 1})
+    with pytest.raises(SignatureInvalid) as raised:
+        await alipay.send_refund(order("R-10"))
+    assert isinstance(raised.value, AnswerUntrusted) and not isinstance(
+        raised.value, GatewayRefused
+    )
+    # The money moved: what the gateway holds is a refund, and a signed query says so.
+    [recorded] = await refunds_of(alipay_http)
+    assert recorded["status"] == "SUCCESS" and recorded["amount"] == 100
+    queried = await alipay.query_refund(order("R-10"))
+    assert queried.state is PayoutState.SUCCEEDED and queried.raw_status == "REFUND_SUCCESS"
+
+
+async def test_unsigned_system_error_is_transient_and_keeps_its_codes(
+    alipay: AlipayClient, alipay_http: httpx.AsyncClient
+) -> None:
+    await alipay_http.post("/sandbox/faults", json={"mode": "unsigned_system_error", "count": 1})
+    with pytest.raises(GatewayUnavailable) as raised:
+        await alipay.send_refund(order("R-11"))
+    assert (raised.value.code, raised.value.sub_code) == ("20000", "isp.unknow-error")
+    assert await refunds_of(alipay_http) == []
+    # Alipay's advice for 20000: the same request again, same number.
+    assert (await alipay.send_refund(order("R-11"))).state is PayoutState.SUCCEEDED
+    [recorded] = await refunds_of(alipay_http)
+    assert recorded["requests"] == 1 and recorded["status"] == "SUCCESS"
+
+
+async def test_unsigned_system_error_is_what_alipay_sends(
+    alipay_http: httpx.AsyncClient, keys: Keys
+) -> None:
+    await alipay_http.post("/sandbox/faults", json={"mode": "unsigned_system_error", "count": 1})
+    params = {
+        "app_id": APP_ID,
+        "method": "alipay.trade.refund",
+        "charset": "utf-8",
+        "sign_type": "RSA2",
+        "timestamp": alipay_timestamp(),
+        "version": "1.0",
+        "biz_content": json.dumps(
+            {"trade_no": TRADE, "refund_amount": "1.00", "out_request_no": "R-11b"}
+        ),
+    }
+    params["sign"] = alipay_sign(keys.private("alipay_app"), params)
+    answer = await alipay_http.post("/gateway.do", data=params)
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "alipay_trade_refund_response": {
+            "code": "20000",
+            "msg": "Service Currently Unavailable",
+            "sub_code": "isp.unknow-error",
+            "sub_msg": "系统繁忙",
+        }
+    }
+    assert await refunds_of(alipay_http) == []
+
+
+async def test_no_status_stays_processing_until_settled_by_hand(
+    alipay: AlipayClient, alipay_http: httpx.AsyncClient
+) -> None:
+    await alipay_http.post("/sandbox/faults", json={"mode": "no_status", "count": 1})
+    sent = await alipay.send_refund(order("R-12", amount=300))
+    assert sent.state is PayoutState.PROCESSING and sent.raw_status == "fund_change=N"
+    for _ in range(5):  # never settles by itself, however often it is asked
+        found = await alipay.query_refund(order("R-12", amount=300))
+        assert found.state is PayoutState.PROCESSING
+        assert found.raw_status == STATUS_MISSING and found.amount == 300
+    [recorded] = await refunds_of(alipay_http)
+    # Recorded once; every query_refund sent it again (fund_change N) without paying twice.
+    assert recorded["status"] == "PROCESSING" and recorded["amount"] == 300
+    assert recorded["requests"] == 6 and recorded["queries"] == 5
+
+    settled = await alipay_http.put("/sandbox/refunds/R-12", json={"status": "SUCCESS"})
+    assert settled.status_code == 200 and settled.json()["status"] == "SUCCESS"
+    found = await alipay.query_refund(order("R-12", amount=300))
+    assert found.state is PayoutState.SUCCEEDED and found.raw_status == "REFUND_SUCCESS"
+
+
+async def test_settling_an_unknown_refund_by_hand_is_404(alipay_http: httpx.AsyncClient) -> None:
+    answer = await alipay_http.put("/sandbox/refunds/nope", json={"status": "SUCCESS"})
+    assert answer.status_code == 404
+
+
+async def test_the_sdks_get_with_everything_in_the_query_string_is_served(
+    alipay_http: httpx.AsyncClient, keys: Keys
+) -> None:
+    """Alipay's own SDKs call `GET /gateway.do?...` (values quote_plus-encoded)."""
+    params = {
+        "app_id": APP_ID,
+        "method": "alipay.trade.refund",
+        "charset": "utf-8",
+        "sign_type": "RSA2",
+        "timestamp": alipay_timestamp(),
+        "version": "1.0",
+        "biz_content": json.dumps(
+            {"trade_no": TRADE, "refund_amount": "2.50", "out_request_no": "R-13 a+b"},
+            separators=(",", ":"),
+        ),
+    }
+    params["sign"] = alipay_sign(keys.private("alipay_app"), params)
+    answer = await alipay_http.get("/gateway.do?" + urlencode(params, quote_via=quote_plus))
+    node = answer.json()["alipay_trade_refund_response"]
+    assert node["code"] == "10000" and node["fund_change"] == "Y"
+    [recorded] = await refunds_of(alipay_http)
+    assert recorded["out_refund_no"] == "R-13 a+b" and recorded["amount"] == 250

@@ -14,7 +14,7 @@ from peers.payouts import GatewayRefund, GatewayUnavailable
 from peers.supplier import SupplierClient, SupplierUnavailable
 from peers.webhooks import SIGNATURE_HEADER, sign_webhook
 from peers.wechatpay import WechatPayClient
-from sandbox.run import SANDBOX_WECHAT_PLATFORM_SERIAL, SandboxURLs, add_arguments
+from sandbox.run import SandboxURLs, add_arguments
 from tests.peers.conftest import WEBHOOK_SECRET, Keys
 
 
@@ -39,9 +39,8 @@ def wechat_client(
         mchid=s.wechat_mchid,
         serial_no=s.wechat_serial_no,
         merchant_private_key=keys.private("wechat_merchant"),
-        platform_public_key=keys.public("wechat_platform"),
+        platform_keys=keys.wechat_keys(),
         apiv3_key=s.wechat_apiv3_key,
-        platform_serial=SANDBOX_WECHAT_PLATFORM_SERIAL,
     )
 
 
@@ -132,3 +131,4 @@ def test_cli_arguments_default_to_the_settings_ports() -> None:
         8104,
     )
     assert str(args.keys_dir) == "var/keys"
+    assert args.wechat_notification_signing == "request"

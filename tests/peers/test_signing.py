@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from config.settings import Settings
 from peers.payouts import fen_to_yuan, yuan_to_fen
 from peers.signing import (
+    SANDBOX_WECHAT_CERT_FILE,
     DecryptionFailed,
     alipay_sign,
     alipay_sign_content,
     alipay_verify,
     ensure_keypair,
+    ensure_sandbox_keys,
+    load_public_key,
     parse_wechatpay_authorization,
     rsa_verify,
     wechatpay_authorization,
@@ -37,13 +43,37 @@ def test_ensure_keypair_is_idempotent(tmp_path: Path) -> None:
 
 def test_sandbox_keys_use_the_settings_file_names(keys: Keys) -> None:
     names = {p.name for pair in keys.paths.values() for p in pair}
-    assert {
-        "alipay_app_private.pem",
-        "alipay_platform_public.pem",
-        "wechat_merchant_private.pem",
-        "wechat_platform_public.pem",
-    } <= names
-    assert len(names) == 8
+    defaults = Settings()
+    configured = {
+        Path(path).name
+        for path in (
+            defaults.alipay_private_key_path,
+            defaults.alipay_public_key_path,
+            defaults.wechat_private_key_path,
+            defaults.wechat_public_key_path,
+        )
+    }
+    assert configured <= names
+    assert len(names) == 10
+    [certificate] = defaults.wechat_platform_cert_paths()
+    assert (keys.dir / Path(certificate).name).exists()
+
+
+def test_sandbox_certificate_is_kept_until_it_no_longer_fits(tmp_path: Path) -> None:
+    paths = ensure_sandbox_keys(tmp_path)
+    cert_path = tmp_path / SANDBOX_WECHAT_CERT_FILE
+    first = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    assert first.public_key() == load_public_key(paths["wechat_platform"][1])
+    assert first.not_valid_after_utc > datetime.now(UTC) + timedelta(days=365)
+    ensure_sandbox_keys(tmp_path)
+    assert x509.load_pem_x509_certificate(cert_path.read_bytes()) == first
+    # A new platform key gets a new certificate (random serial).
+    for path in paths["wechat_platform"]:
+        path.unlink()
+    ensure_sandbox_keys(tmp_path)
+    second = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    assert second.serial_number != first.serial_number
+    assert second.public_key() == load_public_key(paths["wechat_platform"][1])
 
 
 def test_alipay_canonical_string_sorts_and_skips_sign_and_empty_values() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -11,17 +12,21 @@ from fastapi import FastAPI
 from domain.types import PayoutState
 from peers.payouts import (
     NOT_FOUND,
+    AbnormalRefundRequest,
+    AnswerUntrusted,
     GatewayRefund,
     GatewayRefused,
     GatewayUnavailable,
+    RefundOrder,
     SignatureInvalid,
 )
-from peers.signing import wechatpay_encrypt, wechatpay_sign_response
+from peers.signing import wechatpay_encrypt, wechatpay_sign_response, wechatpay_verify_response
 from peers.wechatpay import WechatPayClient
-from sandbox.run import SANDBOX_WECHAT_PLATFORM_SERIAL
+from sandbox.wechatpay import transaction_id_for
 from tests.peers.conftest import (
     APIV3_KEY,
     NOTIFY_URL,
+    PUBLIC_KEY_ID,
     Keys,
     NotificationReceiver,
     TamperingTransport,
@@ -134,7 +139,7 @@ async def test_forged_notifications_raise(
     forged = json.dumps(envelope).encode()
     forged_headers = wechatpay_sign_response(
         other_keys.private("wechat_platform"),
-        serial_no=SANDBOX_WECHAT_PLATFORM_SERIAL,
+        serial_no=keys.cert_serial,
         body=forged,
     )
     with pytest.raises(SignatureInvalid):
@@ -147,7 +152,7 @@ async def test_forged_notifications_raise(
     }
     forged = json.dumps(envelope).encode()
     signed = wechatpay_sign_response(
-        keys.private("wechat_platform"), serial_no=SANDBOX_WECHAT_PLATFORM_SERIAL, body=forged
+        keys.private("wechat_platform"), serial_no=keys.cert_serial, body=forged
     )
     with pytest.raises(SignatureInvalid):
         wechat.parse_notification(signed, forged)
@@ -227,3 +232,182 @@ async def test_answers_not_signed_by_the_platform_are_refused(
     async with httpx.AsyncClient(transport=transport, base_url="http://wechat.test") as http:
         with pytest.raises(SignatureInvalid):
             await refund(make_wechat(http, keys), "R-9")
+
+
+def order(out_refund_no: str, amount: int = 1000) -> RefundOrder:
+    return RefundOrder(
+        out_refund_no=out_refund_no,
+        transaction_id=TX,
+        amount=amount,
+        payment_total=5000,
+        currency="CNY",
+        reason="卡密无效，已为您退款",
+    )
+
+
+@pytest.mark.parametrize("mode", ["bad_signature", "skewed_clock"])
+async def test_untrusted_answer_to_a_refund_that_happened(
+    wechat: WechatPayClient,
+    wechat_http: httpx.AsyncClient,
+    receiver: NotificationReceiver,
+    mode: str,
+) -> None:
+    await wechat_http.post("/sandbox/faults", json={"mode": mode, "count": 1})
+    with pytest.raises(SignatureInvalid) as raised:
+        await wechat.send_refund(order("R-20"))
+    assert isinstance(raised.value, AnswerUntrusted)
+    assert not isinstance(raised.value, GatewayRefused)
+    # The gateway refunded all the same; a (correctly signed) query is what tells.
+    [recorded] = await refunds_of(wechat_http)
+    assert recorded["status"] == "SUCCESS" and recorded["amount"] == 1000
+    assert (await wechat.query_refund(order("R-20"))).state is PayoutState.SUCCEEDED
+    await receiver.wait_for(1)
+    assert wechat.parse_notification(*receiver.received[0]).state is PayoutState.SUCCEEDED
+
+
+async def test_skewed_clock_answer_is_signed_but_ten_minutes_old(
+    wechat_app: FastAPI, keys: Keys, wechat_http: httpx.AsyncClient
+) -> None:
+    seen: list[httpx.Response] = []
+
+    async def keep(response: httpx.Response) -> None:
+        await response.aread()
+        seen.append(response)
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=wechat_app),
+        base_url="http://wechat.test",
+        event_hooks={"response": [keep]},
+    ) as http:
+        await http.post("/sandbox/faults", json={"mode": "skewed_clock", "count": 1})
+        with pytest.raises(SignatureInvalid):
+            await make_wechat(http, keys).send_refund(order("R-21"))
+    answer = seen[-1]
+    age = time.time() - int(answer.headers["Wechatpay-Timestamp"])
+    assert 590 <= age <= 620
+    # Signed correctly: only the clock is off.
+    assert answer.headers["Wechatpay-Serial"] == PUBLIC_KEY_ID  # the request named it
+    assert wechatpay_verify_response(
+        keys.public("wechat_pubkey"), answer.headers, answer.content, max_skew_seconds=None
+    )
+
+
+async def test_abnormal_refund_is_rescued_to_a_bank_card(
+    wechat: WechatPayClient, wechat_http: httpx.AsyncClient, receiver: NotificationReceiver
+) -> None:
+    await wechat_http.post("/sandbox/faults", json={"mode": "abnormal", "count": 1})
+    stuck = await wechat.send_refund(order("R-22"))
+    assert stuck.state is PayoutState.ABNORMAL and stuck.gateway_refund_id
+    await receiver.wait_for(1)
+    assert wechat.parse_notification(*receiver.received[0]).event_type == "REFUND.ABNORMAL"
+
+    account, serial = wechat.encrypt_sensitive("6222021234567890123")
+    name, same_serial = wechat.encrypt_sensitive("张三")
+    assert serial == same_serial
+    rescued = await wechat.rescue_abnormal_refund(
+        order("R-22"),
+        stuck.gateway_refund_id,
+        AbnormalRefundRequest(
+            to="USER_BANK_CARD",
+            bank_type="ICBC_DEBIT",
+            bank_account=account,
+            real_name=name,
+            encrypted_with=serial,
+        ),
+    )
+    assert rescued.state is PayoutState.PROCESSING
+    assert rescued.gateway_refund_id == stuck.gateway_refund_id
+
+    await receiver.wait_for(2)  # settles to SUCCESS, announced
+    note = wechat.parse_notification(*receiver.received[1])
+    assert note.event_type == "REFUND.SUCCESS" and note.out_refund_no == "R-22"
+    assert (await wechat.query_refund(order("R-22"))).state is PayoutState.SUCCEEDED
+    [recorded] = await refunds_of(wechat_http)
+    # One refund, sent to the card the gateway could read: the fields decrypted.
+    assert recorded["status"] == "SUCCESS" and recorded["amount"] == 1000
+    assert recorded["rescue"] == {
+        "type": "USER_BANK_CARD",
+        "bank_type": "ICBC_DEBIT",
+        "bank_account": "***************0123",
+        "real_name": "张*",
+    }
+
+
+async def test_abnormal_refund_to_the_merchant_card_needs_no_bank_fields(
+    wechat: WechatPayClient, wechat_http: httpx.AsyncClient
+) -> None:
+    await wechat_http.post("/sandbox/faults", json={"mode": "abnormal", "count": 1})
+    stuck = await wechat.send_refund(order("R-23"))
+    assert stuck.gateway_refund_id
+    rescue = AbnormalRefundRequest(to="MERCHANT_BANK_CARD")
+    rescued = await wechat.rescue_abnormal_refund(order("R-23"), stuck.gateway_refund_id, rescue)
+    assert rescued.state is PayoutState.PROCESSING
+    # The same call again (its answer lost): the refund as it is, not a second rescue.
+    again = await wechat.rescue_abnormal_refund(order("R-23"), stuck.gateway_refund_id, rescue)
+    assert again.gateway_refund_id == stuck.gateway_refund_id
+    [recorded] = await refunds_of(wechat_http)
+    assert recorded["rescue"] == {"type": "MERCHANT_BANK_CARD"}
+
+
+async def test_abnormal_rescue_refusals(
+    wechat: WechatPayClient, wechat_http: httpx.AsyncClient, keys: Keys, other_keys: Keys
+) -> None:
+    rescue = AbnormalRefundRequest(to="MERCHANT_BANK_CARD")
+    with pytest.raises(GatewayRefused) as unknown:
+        await wechat.rescue_abnormal_refund(order("R-24"), "50999999", rescue)
+    assert unknown.value.code == "RESOURCE_NOT_EXISTS"
+
+    fine = await wechat.send_refund(order("R-24"))
+    assert fine.state is PayoutState.SUCCEEDED and fine.gateway_refund_id
+    with pytest.raises(GatewayRefused) as not_abnormal:
+        await wechat.rescue_abnormal_refund(order("R-24"), fine.gateway_refund_id, rescue)
+    assert not_abnormal.value.code == "INVALID_REQUEST"
+
+    # Bank fields the gateway cannot read (encrypted for someone else's key) are refused,
+    # and the refund stays ABNORMAL.
+    await wechat_http.post("/sandbox/faults", json={"mode": "abnormal", "count": 1})
+    stuck = await wechat.send_refund(order("R-25"))
+    assert stuck.gateway_refund_id
+    stranger = make_wechat(wechat_http, keys, verifying=other_keys)
+    account, serial = stranger.encrypt_sensitive("6222021234567890123")
+    name, _ = stranger.encrypt_sensitive("张三")
+    unreadable = AbnormalRefundRequest(
+        to="USER_BANK_CARD",
+        bank_type="ICBC_DEBIT",
+        bank_account=account,
+        real_name=name,
+        encrypted_with=serial,
+    )
+    with pytest.raises(GatewayRefused) as refused:
+        await wechat.rescue_abnormal_refund(order("R-25"), stuck.gateway_refund_id, unreadable)
+    assert refused.value.code == "PARAM_ERROR"
+    assert (await wechat.query_refund(order("R-25"))).state is PayoutState.ABNORMAL
+
+
+async def test_refund_status_set_by_hand_is_announced(
+    wechat: WechatPayClient, wechat_http: httpx.AsyncClient, receiver: NotificationReceiver
+) -> None:
+    await wechat_http.post("/sandbox/faults", json={"mode": "abnormal", "count": 1})
+    await wechat.send_refund(order("R-26"))
+    await receiver.wait_for(1)
+    # The merchant sorted it out in WeChat's back office: SUCCESS, announced as usual.
+    settled = await wechat_http.put("/sandbox/refunds/R-26", json={"status": "SUCCESS"})
+    assert settled.status_code == 200
+    await receiver.wait_for(2)
+    assert wechat.parse_notification(*receiver.received[1]).state is PayoutState.SUCCEEDED
+
+
+def test_wechat_transaction_ids_look_like_wechats_and_never_echo_the_trade_number() -> None:
+    tx = transaction_id_for("1900000001", "KAMI-ORDER-1001")
+    assert len(tx) == 28 and tx.startswith("4200") and tx.isdigit()
+    assert tx == transaction_id_for("1900000001", "KAMI-ORDER-1001")  # stable per trade
+    assert tx != transaction_id_for("1900000001", "KAMI-ORDER-1002")
+
+
+async def test_notifications_carry_the_signature_type(
+    wechat: WechatPayClient, receiver: NotificationReceiver
+) -> None:
+    await wechat.send_refund(order("R-27"))
+    await receiver.wait_for(1)
+    headers, _ = receiver.received[0]
+    assert headers["wechatpay-signature-type"] == "WECHATPAY2-SHA256-RSA2048"

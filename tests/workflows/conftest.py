@@ -19,7 +19,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.workflows.support import CONVERTER
-from workflows.refund import (
+from workflows.search import (
     BUYER_ID,
     MERCHANT_ID,
     ORDER_ID,

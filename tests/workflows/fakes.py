@@ -15,7 +15,11 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.messages import (
+from domain.order import Order
+from domain.policy import Policy, load_policy
+from domain.refund import CommissionView, PayoutView, RiskAssessment
+from domain.types import CommissionState, KeyState, PayoutState
+from workflows.messages import (
     AbandonPayout,
     AbnormalRescue,
     CaseFile,
@@ -25,15 +29,14 @@ from activities.messages import (
     CommissionRequest,
     KeysAnswer,
     KeysRequest,
+    OpenCaseRequest,
+    OpenedCase,
     PayoutRequest,
     ProgressReport,
+    RecordWithCommissions,
     RiskRequest,
     SettlementQuery,
 )
-from domain.order import Order
-from domain.policy import Policy, load_policy
-from domain.refund import CommissionView, PayoutView, RiskAssessment
-from domain.types import CommissionState, KeyState, PayoutState
 
 DEFAULT_POLICY = load_policy(None)
 
@@ -103,6 +106,20 @@ class FakeBackend:
     def alerts(self) -> list[str]:
         return [a for r in self.reports for a in r.alerts]
 
+    def _moved(self, req: CommissionRequest) -> CommissionAnswer:
+        state = COMMISSION_STATES[req.action]
+        return CommissionAnswer(
+            commissions=[
+                CommissionView(
+                    beneficiary_id=c.beneficiary_id,
+                    level=c.level,
+                    amount=c.amount * req.refund_amount // max(req.order_amount, 1),
+                    state=state,
+                )
+                for c in self.order.commissions
+            ]
+        )
+
     def _record(self, name: str, arg: Any, *, local: bool = False) -> None:
         scheduled = None if local else activity.info().scheduled_time
         self.calls.append(Call(name, arg, scheduled))
@@ -119,6 +136,44 @@ class FakeBackend:
         async def record_progress(report: ProgressReport) -> None:
             self._record("record_progress", report, local=True)
 
+        @activity.defn(name="open_case")
+        async def open_case(req: OpenCaseRequest) -> OpenedCase:
+            # Recorded as the steps it stands for, so tests read the same calls on both paths.
+            self._record("open_case", req, local=True)
+            if req.order_id != self.order.order_id:
+                return OpenedCase(
+                    order=None, policy=self.policy, policy_version=self.policy.version
+                )
+            frozen = CommissionAnswer(commissions=[])
+            if self.order.commissions:
+                freeze = CommissionRequest(
+                    refund_id=req.refund_id,
+                    order_id=req.order_id,
+                    merchant_id=self.order.merchant_id,
+                    currency=self.order.currency,
+                    action=CommissionAction.FREEZE,
+                    refund_amount=req.amount,
+                    order_amount=self.order.amount,
+                )
+                self._record("move_commissions", freeze, local=True)
+                frozen = self._moved(freeze)
+            return OpenedCase(
+                order=self.order,
+                policy=self.policy,
+                policy_version=self.policy.version,
+                risk=self.risk,
+                commissions=frozen.commissions,
+            )
+
+        @activity.defn(name="record_with_commissions")
+        async def record_with_commissions(req: RecordWithCommissions) -> CommissionAnswer:
+            moved = CommissionAnswer(commissions=req.report.body.commissions)
+            if req.commissions is not None:
+                self._record("move_commissions", req.commissions, local=True)
+                moved = self._moved(req.commissions)
+            self._record("record_progress", req.report, local=True)
+            return moved
+
         @activity.defn(name="assess_risk")
         async def assess_risk(req: RiskRequest) -> RiskAssessment:
             self._record("assess_risk", req, local=True)
@@ -127,18 +182,7 @@ class FakeBackend:
         @activity.defn(name="move_commissions")
         async def move_commissions(req: CommissionRequest) -> CommissionAnswer:
             self._record("move_commissions", req, local=True)
-            state = COMMISSION_STATES[req.action]
-            return CommissionAnswer(
-                commissions=[
-                    CommissionView(
-                        beneficiary_id=c.beneficiary_id,
-                        level=c.level,
-                        amount=c.amount * req.refund_amount // max(req.order_amount, 1),
-                        state=state,
-                    )
-                    for c in self.order.commissions
-                ]
-            )
+            return self._moved(req)
 
         @activity.defn(name="query_key_redemption")
         async def query_key_redemption(req: KeysRequest) -> KeysAnswer:
@@ -191,6 +235,8 @@ class FakeBackend:
         return [
             load_case,
             record_progress,
+            open_case,
+            record_with_commissions,
             assess_risk,
             move_commissions,
             query_key_redemption,

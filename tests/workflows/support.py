@@ -16,7 +16,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.messages import RefundInput
 from domain.order import CardKeyRef, CommissionShare, Order, OrderItem, Payment, Usage
 from domain.refund import RefundBody, RefundItemRequest, workflow_id_for
 from domain.types import (
@@ -27,7 +26,9 @@ from domain.types import (
     RefundStatus,
 )
 from tests.workflows.fakes import FakeBackend
-from workflows.refund import RefundWorkflow, start_search_attributes
+from workflows.messages import RefundInput
+from workflows.refund import RefundWorkflow
+from workflows.search import start_search_attributes
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 REGENERATE = os.environ.get("REGENERATE_HISTORIES") == "1"

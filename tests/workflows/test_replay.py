@@ -8,7 +8,9 @@ scenarios in test_refund_workflow.py; refresh them only for a deliberate, patche
     REGENERATE_HISTORIES=1 .venv/bin/pytest tests/workflows
 
 (new scenarios then add a file; keep the old files too, they are what is still running in
-production)."""
+production). `tests/histories/before_lean/` holds the histories recorded before the lean
+path (`workflows/before_lean.py`): they must replay down the old path for as long as the
+patch stays."""
 
 from __future__ import annotations
 
@@ -21,16 +23,18 @@ from temporalio.worker import Replayer
 from tests.workflows.support import CONVERTER, HISTORIES, RECORDED
 from workflows.refund import RefundWorkflow
 
-SAVED = sorted(HISTORIES.glob("*.json"))
+SAVED = sorted(HISTORIES.rglob("*.json"))
 
 
 def test_every_recorded_scenario_has_a_saved_history() -> None:
     """(Right after a first REGENERATE_HISTORIES=1 run, run once more: the files are
     collected before they are written.)"""
-    assert RECORDED <= {path.stem for path in SAVED}
+    assert RECORDED <= {path.stem for path in SAVED if path.parent == HISTORIES}
 
 
-@pytest.mark.parametrize("path", SAVED, ids=[p.stem for p in SAVED])
+@pytest.mark.parametrize(
+    "path", SAVED, ids=[str(p.relative_to(HISTORIES).with_suffix("")) for p in SAVED]
+)
 async def test_saved_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"refund-{path.stem}", path.read_text(encoding="utf-8"))
     replayer = Replayer(workflows=[RefundWorkflow], data_converter=CONVERTER)

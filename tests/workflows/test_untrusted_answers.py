@@ -14,13 +14,14 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.messages import GatewayNotice
 from domain.policy import PayoutPolicy
 from domain.refund import AbnormalRefundTarget, ResolveAction, ResolveRequest
 from domain.types import PaymentChannel, PayoutState, RefundStatus
 from tests.workflows.fakes import DEFAULT_POLICY, FakeBackend
 from tests.workflows.support import Refund, card_key_order, running_refund
-from workflows.refund import REFUND_STATUS, RefundWorkflow
+from workflows.messages import GatewayNotice
+from workflows.refund import RefundWorkflow
+from workflows.search import REFUND_STATUS
 
 AMOUNT = 5000
 Scenario = Callable[[datetime], FakeBackend]

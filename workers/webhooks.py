@@ -1,4 +1,8 @@
-"""Delivers the outbox's webhooks to the shop platform, signed, retrying until a 2xx."""
+"""Delivers the outbox's webhooks to the shop platform, signed, retrying until a 2xx.
+
+A worker component, not an activity: no workflow waits for it. The worker process runs
+its loop beside the Temporal worker (`workers.main`); several workers may run it at once,
+since each round leases the rows it takes (`store.outbox.claim_due`)."""
 
 from __future__ import annotations
 

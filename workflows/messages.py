@@ -1,10 +1,13 @@
-"""What the RefundWorkflow sends its activities and gets back: one model each way,
-so fields can be added without breaking histories already recorded."""
+"""What the RefundWorkflow takes, sends its activities and gets back: one model each way,
+so fields can be added without breaking histories already recorded.
+
+Pure models (domain words only): the workflow, its activities' implementations, the API and
+the sweeper all use them, and none of them drags in another's dependencies. Histories hold
+their JSON, never their module path."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
@@ -17,9 +20,32 @@ from domain.refund import (
     Evidence,
     RefundBody,
     RefundItemRequest,
+    RiskAssessment,
     TimelineEntry,
 )
-from domain.types import KeyState, PaymentChannel, RefundReason
+from domain.types import CommissionAction, KeyState, PaymentChannel, RefundReason
+
+__all__ = [
+    "AbandonPayout",
+    "AbnormalRescue",
+    "AuditEvent",
+    "CaseFile",
+    "CaseRequest",
+    "CommissionAction",
+    "CommissionAnswer",
+    "CommissionRequest",
+    "GatewayNotice",
+    "KeysAnswer",
+    "KeysRequest",
+    "OpenCaseRequest",
+    "OpenedCase",
+    "PayoutRequest",
+    "ProgressReport",
+    "RecordWithCommissions",
+    "RefundInput",
+    "RiskRequest",
+    "SettlementQuery",
+]
 
 
 class RefundInput(Model):
@@ -54,6 +80,28 @@ class CaseFile(Model):
     policy_error: str | None = None
 
 
+class OpenCaseRequest(Model):
+    """Open the refund's case in one step: load the order and the policy in force, assess
+    risk, freeze the distributors' commissions (pro rata of `amount`)."""
+
+    refund_id: str
+    order_id: str
+    buyer_id: str
+    client: ClientInfo | None = None
+    items: list[RefundItemRequest]
+    amount: int
+    at: datetime
+
+
+class OpenedCase(Model):
+    order: Order | None  # None: the order no longer exists
+    already_refunded: dict[str, int] = Field(default_factory=dict)
+    policy: Policy
+    policy_version: str
+    risk: RiskAssessment = Field(default_factory=RiskAssessment)
+    commissions: list[CommissionView] = Field(default_factory=list)
+
+
 class RiskRequest(Model):
     refund_id: str
     order_id: str
@@ -71,12 +119,6 @@ class KeysRequest(Model):
 
 class KeysAnswer(Model):
     states: dict[str, KeyState]
-
-
-class CommissionAction(StrEnum):
-    FREEZE = "freeze"
-    CLAW_BACK = "claw_back"
-    RELEASE = "release"
 
 
 class CommissionRequest(Model):
@@ -180,3 +222,11 @@ class ProgressReport(Model):
     @property
     def new_entries(self) -> list[TimelineEntry]:
         return self.body.timeline[self.first_entry - 1 :]
+
+
+class RecordWithCommissions(Model):
+    """A progress report and the commission move it announces, in one transaction (the
+    refund's outcome: claw back when it paid, release when it did not)."""
+
+    report: ProgressReport
+    commissions: CommissionRequest | None = None
