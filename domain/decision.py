@@ -7,6 +7,7 @@ Temporal, and `refundctl explain` replays it for hypothetical times and reasons.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import Field
@@ -29,6 +30,21 @@ class DecisionCase(Model):
     reason: RefundReason
     reason_text: str = ""
     now: datetime
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A decision under construction; `domain.rules` finishes it into a `Decision`."""
+
+    outcome: Outcome
+    rule: str
+    en: str
+    zh: str
+    amount: int = 0
+    # Whether the fast lane may turn this review into a refund to balance.
+    fast_lane_ok: bool = False
+    payment_ids: tuple[str, ...] = ()
+    destination: Destination | None = None
 
 
 class Decision(Model):

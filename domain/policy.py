@@ -16,520 +16,74 @@ cooling_off_minutes: Input should be greater than or equal to 0``.
 
 Importing this module does no I/O and does not import `yaml`, so workflow code may
 import it; only the loading functions read files.
+
+This module is where the rest of the service imports the policy from. The sections and the
+whole `Policy` live in `domain.policy_sections`; reading files, validation errors and hot
+reload (`CurrentPolicy`) in `domain.policy_loading`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self, TypeVar
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    StringConstraints,
-    ValidationError,
-    model_serializer,
-    model_validator,
+from domain.policy_loading import (
+    DEFAULT_POLICY_RESOURCE,
+    CurrentPolicy,
+    PolicyError,
+    default_policy_text,
+    load_policy,
+    parse_policy,
+    policy_from_data,
+)
+from domain.policy_sections import (
+    FastLane,
+    FastLaneOverride,
+    MerchantPolicy,
+    PayoutPolicy,
+    Policy,
+    PolicyOverride,
+    PolicyPart,
+    ProductRules,
+    ProductRulesOverride,
+    ProductTypes,
+    ReasonsPolicy,
+    ReviewExpiry,
+    ReviewPolicy,
+    RiskPolicy,
+    RiskWeights,
+    UsageLimits,
+    UsageLimitsOverride,
+    Windows,
+    WindowsOverride,
+    apply_override,
+    risk_rank,
 )
 
-from domain.model import MAX_AMOUNT, Identifier
-from domain.types import Destination, ProductType, RefundReason, RiskLevel
-
-DEFAULT_POLICY_RESOURCE = "default_policy.yaml"
-
-Fen = Annotated[int, Field(ge=0, le=MAX_AMOUNT, strict=True)]
-Count = Annotated[int, Field(ge=0, le=1_000_000, strict=True)]
-Percent = Annotated[int, Field(ge=0, le=100, strict=True)]
-Minutes = Annotated[int, Field(ge=0, le=60 * 24 * 366, strict=True)]
-Hours = Annotated[int, Field(ge=0, le=24 * 366, strict=True)]
-PositiveHours = Annotated[int, Field(ge=1, le=24 * 366, strict=True)]
-Days = Annotated[int, Field(ge=0, le=3660, strict=True)]
-Keyword = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
-
-_RISK_RANK = {RiskLevel.LOW: 0, RiskLevel.MEDIUM: 1, RiskLevel.HIGH: 2, RiskLevel.BLOCKED: 3}
-
-
-def risk_rank(level: RiskLevel) -> int:
-    """Risk levels in order: low < medium < high < blocked."""
-    return _RISK_RANK[level]
-
-
-class PolicyError(ValueError):
-    """A policy that cannot be used. `path` is the dotted key path of the first problem."""
-
-    def __init__(self, path: str, message: str, *, source: str = "") -> None:
-        self.path = path
-        self.message = message
-        self.source = source
-        where = f" ({source})" if source else ""
-        super().__init__(f"policy invalid at {path}: {message}{where}")
-
-
-class PolicyPart(BaseModel):
-    """Base of every policy section: unknown keys are typos, values never change in place."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PolicyOverride(PolicyPart):
-    """A partial section: only the keys written in the file override the inherited value.
-
-    Serialising keeps only those keys, so an override survives the round trip through
-    Temporal's payload converter with the same meaning (an explicit `null` stays explicit).
-    """
-
-    # Keys that may be written as `null` (meaning "no limit"); elsewhere null is a mistake.
-    nullable: ClassVar[frozenset[str]] = frozenset()
-
-    @model_validator(mode="after")
-    def _null_only_where_meaningful(self) -> Self:
-        for name in sorted(self.model_fields_set - self.nullable):
-            if getattr(self, name) is None:
-                raise ValueError(f"{name}: null is not allowed here; leave the key out to inherit")
-        return self
-
-    @model_serializer(mode="wrap")
-    def _only_keys_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {key: value for key, value in data.items() if key in self.model_fields_set}
-
-
-# --- per product: windows, usage, limits ---------------------------------------------------
-
-
-class Windows(PolicyPart):
-    """When a self-service refund is possible, measured from payment.
-
-    - `refundable: false`: the product is "non-refundable" (only shop faults are refunded:
-      undelivered goods, an invalid key, a failed top-up, a duplicate charge);
-    - up to `cooling_off_minutes`: any reason, automatic (0 = no cooling-off);
-    - up to `conditional_hours`: automatic when usage is low, else a person decides
-      (`null` = the conditional window lasts until the hard limit);
-    - after the conditional window and up to `hard_limit_days`: a person decides;
-    - after both: no self-service refund (the buyer may appeal). `null` = no limit.
-
-    Any combination has a meaning (so an override can never make rules unusable): the
-    cooling-off is checked first, and the conditional window ends at the hard limit at the
-    latest.
-    """
-
-    refundable: bool = True
-    cooling_off_minutes: Minutes = 0
-    conditional_hours: Hours | None = None
-    hard_limit_days: Days | None = None
-
-
-class UsageLimits(PolicyPart):
-    """What counts as "low usage" inside the conditional window.
-
-    Usage is low while `progress_pct < max_progress_pct` (DOMAIN: "under 10 %"; `null` =
-    progress is not checked), nothing was downloaded (if `downloaded_blocks`) and the key
-    was not revealed (if `key_revealed_blocks`).
-    """
-
-    max_progress_pct: Percent | None = 10
-    downloaded_blocks: bool = True
-    key_revealed_blocks: bool = True
-
-
-class ProductRules(PolicyPart):
-    windows: Windows
-    usage: UsageLimits = Field(default_factory=UsageLimits)
-    # Above this amount (fen, scaled by the buyer's history) a person decides. null = no limit.
-    auto_approve_max_amount: Fen | None = None
-    # Whether refunds of this product may take the fast lane (small amounts to balance).
-    fast_lane: bool = True
-
-
-class WindowsOverride(PolicyOverride):
-    nullable = frozenset({"conditional_hours", "hard_limit_days"})
-
-    refundable: bool | None = None
-    cooling_off_minutes: Minutes | None = None
-    conditional_hours: Hours | None = None
-    hard_limit_days: Days | None = None
-
-
-class UsageLimitsOverride(PolicyOverride):
-    nullable = frozenset({"max_progress_pct"})
-
-    max_progress_pct: Percent | None = None
-    downloaded_blocks: bool | None = None
-    key_revealed_blocks: bool | None = None
-
-
-class ProductRulesOverride(PolicyOverride):
-    nullable = frozenset({"auto_approve_max_amount"})
-
-    windows: WindowsOverride | None = None
-    usage: UsageLimitsOverride | None = None
-    auto_approve_max_amount: Fen | None = None
-    fast_lane: bool | None = None
-
-
-class ProductTypes(PolicyPart):
-    card_key: ProductRules
-    course: ProductRules
-    membership: ProductRules
-    topup: ProductRules
-
-    def of(self, product_type: ProductType) -> ProductRules:
-        rules: ProductRules = getattr(self, product_type.value)
-        return rules
-
-
-# --- fast lane, review, reasons ------------------------------------------------------------
-
-
-class FastLane(PolicyPart):
-    """Small refunds for low-risk buyers that a person would otherwise look at go through at
-    once, to `destination` (DOMAIN: "≤ 10 CNY ... refund to platform balance at once")."""
-
-    enabled: bool = True
-    max_amount: Fen = 1000
-    destination: Destination = Destination.BALANCE
-    max_risk: RiskLevel = RiskLevel.LOW
-
-    @model_validator(mode="after")
-    def _never_blocked(self) -> FastLane:
-        if self.max_risk is RiskLevel.BLOCKED:
-            raise ValueError("max_risk: a blocked buyer never takes the fast lane")
-        return self
-
-
-class FastLaneOverride(PolicyOverride):
-    enabled: bool | None = None
-    max_amount: Fen | None = None
-    destination: Destination | None = None
-    max_risk: RiskLevel | None = None
-
-
-class ReviewExpiry(PolicyPart):
-    """What happens when the review deadline passes without a person's answer: refunds up to
-    `auto_approve_max_amount` for buyers at most `max_risk` approve themselves; the rest keep
-    waiting (with louder alerts every `realert_hours`)."""
-
-    auto_approve_max_amount: Fen = 2000
-    max_risk: RiskLevel = RiskLevel.LOW
-
-    @model_validator(mode="after")
-    def _never_blocked(self) -> ReviewExpiry:
-        if self.max_risk is RiskLevel.BLOCKED:
-            raise ValueError("max_risk: a blocked buyer's refund never approves itself")
-        return self
-
-
-class ReviewPolicy(PolicyPart):
-    deadline_hours: PositiveHours = 24
-    realert_hours: PositiveHours = 4
-    on_expiry: ReviewExpiry = Field(default_factory=ReviewExpiry)
-
-
-class PayoutPolicy(PolicyPart):
-    """How long the workflow settles a payout on its own before a person must look.
-
-    - `verify_limit_minutes`: an answer that could not be verified (bad or missing signature,
-      no status) is re-checked by signed queries this long; then the refund needs attention.
-      Never longer than it takes an SRE to notice a rotated key: the default is an hour.
-    - `processing_limit_minutes`: a verified "processing" refund (a bank card refund can take
-      days) is polled this long before a person is asked.
-    """
-
-    verify_limit_minutes: Minutes = 60
-    processing_limit_minutes: Minutes = 7200
-
-
-class ReasonsPolicy(PolicyPart):
-    """Which (classified) reasons go to support before money, and extra keywords per reason
-    that are added to `domain.reasons`' built-in tables."""
-
-    redirect_to_support: list[RefundReason] = Field(
-        default_factory=lambda: [RefundReason.TECHNICAL_ISSUE]
-    )
-    keywords: dict[RefundReason, list[Keyword]] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _no_keywords_for_other(self) -> ReasonsPolicy:
-        if RefundReason.OTHER in self.keywords:
-            raise ValueError("keywords: 'other' is what nothing matched; it takes no keywords")
-        return self
-
-
-# --- risk ----------------------------------------------------------------------------------
-
-
-class RiskWeights(PolicyPart):
-    """Points each signal adds to the risk score (blacklists block regardless of points)."""
-
-    buyer_daily_limit: Count = 60
-    buyer_monthly_limit: Count = 60
-    card_key_repeat: Count = 60
-    device_burst: Count = 60
-    ip_burst: Count = 40
-    linked_accounts: Count = 60
-    new_account: Count = 20
-    high_refund_rate: Count = 30
-
-
-class RiskPolicy(PolicyPart):
-    """Thresholds for `domain.risk.assess`. Counts are of earlier refunds (not this one);
-    a signal fires when a count reaches its limit."""
-
-    buyer_refunds_per_day: Count = 3
-    buyer_refunds_per_month: Count = 10
-    card_key_prior_refunds: Count = 1
-    device_refunds_per_hour: Count = 3
-    ip_refunds_per_hour: Count = 5
-    linked_accounts: Count = 2
-    new_account_days: Count = 7
-    # A buyer with at least `refund_rate_min_orders` orders refunding at least this share.
-    high_refund_rate_pct: Percent = 30
-    refund_rate_min_orders: Count = 5
-    # Old clean accounts get a higher automatic limit.
-    trusted_min_age_days: Count = 180
-    trusted_min_orders: Count = 10
-    trusted_max_refund_rate_pct: Percent = 5
-    # The automatic limit in percent of the product's, by history.
-    trusted_auto_limit_pct: Annotated[int, Field(ge=0, le=1000, strict=True)] = 150
-    new_account_auto_limit_pct: Annotated[int, Field(ge=0, le=1000, strict=True)] = 100
-    high_refund_rate_auto_limit_pct: Annotated[int, Field(ge=0, le=1000, strict=True)] = 50
-    medium_score: Count = 30
-    high_score: Count = 60
-    weights: RiskWeights = Field(default_factory=RiskWeights)
-
-    @model_validator(mode="after")
-    def _scores_ordered(self) -> RiskPolicy:
-        if self.high_score < self.medium_score:
-            raise ValueError("high_score must be at least medium_score")
-        return self
-
-
-# --- merchants and the whole policy --------------------------------------------------------
-
-
-class MerchantPolicy(PolicyPart):
-    product_types: dict[ProductType, ProductRulesOverride] = Field(default_factory=dict)
-    skus: dict[Identifier, ProductRulesOverride] = Field(default_factory=dict)
-    fast_lane: FastLaneOverride | None = None
-
-
-class Policy(PolicyPart):
-    """The whole decision policy. `version` identifies its content (set by `parse_policy`) and
-    is recorded on every decision, so a reviewer can tell which policy decided."""
-
-    name: str = ""
-    version: str = ""
-    product_types: ProductTypes
-    fast_lane: FastLane = Field(default_factory=FastLane)
-    review: ReviewPolicy = Field(default_factory=ReviewPolicy)
-    appeal_window_hours: PositiveHours = 168
-    payouts: PayoutPolicy = Field(default_factory=PayoutPolicy)
-    reasons: ReasonsPolicy = Field(default_factory=ReasonsPolicy)
-    risk: RiskPolicy = Field(default_factory=RiskPolicy)
-    merchants: dict[Identifier, MerchantPolicy] = Field(default_factory=dict)
-    skus: dict[Identifier, ProductRulesOverride] = Field(default_factory=dict)
-
-    def rules_for(self, *, product_type: ProductType, merchant_id: str, sku: str) -> ProductRules:
-        """The rules for one item: product type, then merchant, then SKU (most specific wins)."""
-        rules = self.product_types.of(product_type)
-        merchant = self.merchants.get(merchant_id)
-        if merchant is not None:
-            rules = apply_override(rules, merchant.product_types.get(product_type))
-        rules = apply_override(rules, self.skus.get(sku))
-        if merchant is not None:
-            rules = apply_override(rules, merchant.skus.get(sku))
-        return rules
-
-    def fast_lane_for(self, merchant_id: str) -> FastLane:
-        merchant = self.merchants.get(merchant_id)
-        return apply_override(self.fast_lane, merchant.fast_lane if merchant else None)
-
-    def content_hash(self) -> str:
-        """First 12 hex digits of the sha256 of the canonical JSON of the content."""
-        canonical = json.dumps(
-            self.model_dump(mode="json", exclude={"version"}),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
-
-
-P = TypeVar("P", bound=PolicyPart)
-
-
-def apply_override(base: P, override: PolicyOverride | None) -> P:
-    """`base` with the keys written in `override` replaced (nested sections merged)."""
-    if override is None:
-        return base
-    data: dict[str, Any] = {name: getattr(base, name) for name in type(base).model_fields}
-    for name in sorted(override.model_fields_set):
-        value = getattr(override, name)
-        inherited = data.get(name)
-        if isinstance(value, PolicyOverride) and isinstance(inherited, PolicyPart):
-            data[name] = apply_override(inherited, value)
-        else:
-            data[name] = value
-    return type(base).model_validate(data)
-
-
-# --- loading -------------------------------------------------------------------------------
-
-
-def _error_path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "<root>"
-
-
-def _check_overrides(policy: Policy, *, source: str) -> None:
-    """Every override must resolve to valid rules for every product type it can touch."""
-    for merchant_id, merchant in sorted(policy.merchants.items()):
-        try:
-            policy.fast_lane_for(merchant_id)
-        except ValidationError as exc:
-            _raise_prefixed(f"merchants.{merchant_id}.fast_lane", exc, source)
-        for sku in sorted(merchant.skus):
-            _check_resolves(policy, f"merchants.{merchant_id}.skus.{sku}", merchant_id, sku, source)
-        for product_type in sorted(merchant.product_types):
-            path = f"merchants.{merchant_id}.product_types.{product_type}"
-            _check_resolves(policy, path, merchant_id, "", source, only=product_type)
-    for sku in sorted(policy.skus):
-        _check_resolves(policy, f"skus.{sku}", "", sku, source)
-
-
-def _check_resolves(
-    policy: Policy,
-    path: str,
-    merchant_id: str,
-    sku: str,
-    source: str,
-    *,
-    only: ProductType | None = None,
-) -> None:
-    for product_type in [only] if only else list(ProductType):
-        try:
-            policy.rules_for(product_type=product_type, merchant_id=merchant_id, sku=sku)
-        except ValidationError as exc:
-            _raise_prefixed(path, exc, source)
-
-
-def _raise_prefixed(prefix: str, exc: ValidationError, source: str) -> None:
-    errors = exc.errors()
-    first = errors[0]
-    path = ".".join(part for part in (prefix, _error_path(tuple(first["loc"]))) if part)
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem(s))"
-    raise PolicyError(path.removesuffix(".<root>"), message, source=source) from exc
-
-
-def policy_from_data(data: Any, *, source: str = "") -> Policy:
-    """Validate already-parsed data (a mapping) into a `Policy` with its `version` set."""
-    if not isinstance(data, dict):
-        raise PolicyError("<root>", "the policy must be a mapping of keys", source=source)
-    if "version" in data:
-        raise PolicyError("version", "computed from the content; remove the key", source=source)
-    try:
-        policy = Policy.model_validate({**data, "version": ""})
-    except ValidationError as exc:
-        _raise_prefixed("", exc, source)
-        raise  # unreachable: _raise_prefixed always raises
-    _check_overrides(policy, source=source)
-    return policy.model_copy(update={"version": policy.content_hash()})
-
-
-def parse_policy(text: str, *, source: str) -> Policy:
-    """Parse YAML text into a validated `Policy`; `source` names it in error messages."""
-    import yaml  # only policy loading needs yaml; workflow code imports this module too
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError("<root>", f"not valid YAML: {exc}", source=source) from exc
-    return policy_from_data(data, source=source)
-
-
-def default_policy_text() -> str:
-    return resources.files("domain").joinpath(DEFAULT_POLICY_RESOURCE).read_text(encoding="utf-8")
-
-
-def load_policy(path: str | Path | None = None) -> Policy:
-    """Load a policy file; `None` (or "") loads the shipped default."""
-    if path is None or str(path) == "":
-        return parse_policy(default_policy_text(), source=f"domain/{DEFAULT_POLICY_RESOURCE}")
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError("<root>", f"cannot read the file: {exc}", source=str(file)) from exc
-    return parse_policy(text, source=str(file))
-
-
-@dataclass(frozen=True)
-class _Stamp:
-    mtime_ns: int
-    size: int
-
-
-class CurrentPolicy:
-    """The policy the worker decides with, re-read when its file changes.
-
-    `get()` compares the file's modification time and size with the last load and re-reads
-    on a change. A file that is missing or invalid never replaces a good policy: the old one
-    stays in force and `last_error` says why the new one was refused. Only the first load
-    raises, so a worker never starts without a valid policy. `path=None` is the shipped
-    default, which never changes.
-    """
-
-    def __init__(self, path: str | Path | None = None) -> None:
-        self._path = Path(path) if path not in (None, "") else None
-        self._lock = threading.Lock()
-        self._stamp: _Stamp | None = self._read_stamp() if self._path else None
-        self._policy = load_policy(self._path)
-        self._last_error: str | None = None
-
-    @property
-    def path(self) -> Path | None:
-        return self._path
-
-    @property
-    def last_error(self) -> str | None:
-        """Why the latest change to the file was refused; None once a good file loads."""
-        return self._last_error
-
-    def get(self) -> Policy:
-        if self._path is not None:
-            self._reload_if_changed()
-        return self._policy
-
-    def _read_stamp(self) -> _Stamp | None:
-        assert self._path is not None
-        try:
-            stat = self._path.stat()
-        except OSError:
-            return None
-        return _Stamp(mtime_ns=stat.st_mtime_ns, size=stat.st_size)
-
-    def _reload_if_changed(self) -> None:
-        with self._lock:
-            stamp = self._read_stamp()
-            if stamp == self._stamp:
-                return
-            self._stamp = stamp
-            if stamp is None:
-                self._last_error = (
-                    f"policy file {self._path} is missing; keeping {self._policy.version}"
-                )
-                return
-            try:
-                self._policy = load_policy(self._path)
-            except PolicyError as exc:
-                self._last_error = f"{exc}; keeping {self._policy.version}"
-            else:
-                self._last_error = None
+__all__ = [
+    "DEFAULT_POLICY_RESOURCE",
+    "CurrentPolicy",
+    "FastLane",
+    "FastLaneOverride",
+    "MerchantPolicy",
+    "PayoutPolicy",
+    "Policy",
+    "PolicyError",
+    "PolicyOverride",
+    "PolicyPart",
+    "ProductRules",
+    "ProductRulesOverride",
+    "ProductTypes",
+    "ReasonsPolicy",
+    "ReviewExpiry",
+    "ReviewPolicy",
+    "RiskPolicy",
+    "RiskWeights",
+    "UsageLimits",
+    "UsageLimitsOverride",
+    "Windows",
+    "WindowsOverride",
+    "apply_override",
+    "default_policy_text",
+    "load_policy",
+    "parse_policy",
+    "policy_from_data",
+    "risk_rank",
+]

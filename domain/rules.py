@@ -8,7 +8,7 @@ randomness, no dependence on dict order. The workflow calls it directly; tests a
 How a case is decided, in order:
 
 1. The order: unpaid (or cancelled without payment) -> `cancelled_unpaid`; the requested
-   items must exist and not exceed what remains refundable.
+   items must exist and not exceed what remains refundable (`domain.requested_items`).
 2. A duplicate charge (the classified reason) refunds the duplicate payments themselves.
 3. Otherwise each requested item is judged on its own (`domain.item_rules`, first match wins):
    shop faults (undelivered, supplier-confirmed invalid key, failed top-up) are refunded;
@@ -29,14 +29,17 @@ a non-refundable product or an expired window); a redeemed key is refused even w
 technical complaint (the supplier accepted it, so the key worked); the cooling-off beats a
 technical complaint (DOMAIN: "any reason"); a technical complaint beats an expired window
 (support first, DOMAIN's "视频无法播放" seed).
+
+When a review's deadline passes, `on_review_expired` (`domain.review_expiry`, re-exported
+here with the item rules' names) applies the policy's expiry rule to the decision.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 
-from domain.decision import Decision, DecisionCase
+from domain.decision import Decision, DecisionCase, Draft
 from domain.item_rules import (
     ITEM_CHECKS,
     ItemContext,
@@ -49,10 +52,12 @@ from domain.item_rules import (
     usage_findings,
     window_phase,
 )
-from domain.order import Order, OrderItem
+from domain.order import Order
 from domain.policy import Policy, risk_rank
 from domain.reasons import classify
-from domain.refund import RefundItemRequest, RiskAssessment
+from domain.refund import RiskAssessment
+from domain.requested_items import requested_lines
+from domain.review_expiry import on_review_expired
 from domain.types import (
     Destination,
     OrderStatus,
@@ -60,7 +65,6 @@ from domain.types import (
     PaymentChannel,
     RefundReason,
     RiskLevel,
-    TopupStatus,
 )
 from domain.wording import elapsed_en, elapsed_zh, money_en, money_zh
 
@@ -129,102 +133,6 @@ _SEVERITY = {
     Outcome.CANCEL_UNPAID: 4,
 }
 _MONEY_OUTCOMES = (Outcome.AUTO_APPROVE, Outcome.REVIEW)
-
-
-# --- the request ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A decision under construction; `_finish` turns it into a `Decision`."""
-
-    outcome: Outcome
-    rule: str
-    en: str
-    zh: str
-    amount: int = 0
-    # Whether the fast lane may turn this review into a refund to balance.
-    fast_lane_ok: bool = False
-    payment_ids: tuple[str, ...] = ()
-    destination: Destination | None = None
-
-
-def _merged_requests(case: DecisionCase) -> list[RefundItemRequest]:
-    """The requested items in request order, one entry per item (quantities added up);
-    the rest of the whole order when the buyer named none."""
-    if not case.items:
-        return [
-            RefundItemRequest(item_id=item.item_id, quantity=_remaining(case, item))
-            for item in case.order.items
-            if _remaining(case, item) > 0
-        ]
-    quantities: dict[str, int] = {}
-    for request in case.items:
-        quantities[request.item_id] = quantities.get(request.item_id, 0) + request.quantity
-    order = list(dict.fromkeys(request.item_id for request in case.items))
-    return [RefundItemRequest(item_id=i, quantity=quantities[i]) for i in order]
-
-
-def _already_refunded(case: DecisionCase, item: OrderItem) -> int:
-    return min(max(case.already_refunded.get(item.item_id, 0), 0), item.quantity)
-
-
-def _remaining(case: DecisionCase, item: OrderItem) -> int:
-    return item.quantity - _already_refunded(case, item)
-
-
-def _requested_lines(case: DecisionCase, policy: Policy) -> tuple[list[Line], Draft | None]:
-    """The lines of the known requested items, and the first problem with the request."""
-    order = case.order
-    requests = _merged_requests(case)
-    lines: list[Line] = []
-    problem: Draft | None = None
-    if not requests:
-        problem = _nothing_left(order)
-    for request in requests:
-        item = order.item(request.item_id)
-        if item is None:
-            problem = problem or _unknown_item(order, request.item_id)
-            continue
-        done = _already_refunded(case, item)
-        if request.quantity > item.quantity - done:
-            problem = problem or _quantity_exceeded(item, request.quantity, done)
-        rules = policy.rules_for(
-            product_type=item.product_type, merchant_id=order.merchant_id, sku=item.sku
-        )
-        units = item_units(item, case.key_states)[done : done + request.quantity]
-        lines.append(Line(item=item, quantity=request.quantity, rules=rules, units=tuple(units)))
-    return lines, problem
-
-
-def _nothing_left(order: Order) -> Draft:
-    return Draft(
-        Outcome.REJECT,
-        "quantity.exceeds_refundable",
-        f"Every item of order {order.order_id} is already refunded or being refunded.",
-        "该订单的所有商品都已退款或正在退款中。",
-    )
-
-
-def _unknown_item(order: Order, item_id: str) -> Draft:
-    return Draft(
-        Outcome.REJECT,
-        "item.unknown",
-        f"Order {order.order_id} has no item {item_id}.",
-        f"订单中没有商品 {item_id}。",
-    )
-
-
-def _quantity_exceeded(item: OrderItem, requested: int, done: int) -> Draft:
-    left = item.quantity - done
-    return Draft(
-        Outcome.REJECT,
-        "quantity.exceeds_refundable",
-        f"Item {item.item_id}: {requested} requested, but only {left} of {item.quantity} "
-        f"remain refundable ({done} already refunded or being refunded).",
-        f"商品「{item.title or item.sku}」申请退款 {requested} 件，但仅剩 {left} 件可退"
-        f"（共 {item.quantity} 件，已退或退款中 {done} 件）。",
-    )
 
 
 # --- the order as a whole ------------------------------------------------------------------
@@ -447,7 +355,7 @@ def classified_reason(case: DecisionCase, policy: Policy) -> RefundReason:
 def decide(case: DecisionCase, policy: Policy) -> Decision:
     """Decide one refund request. Pure and deterministic (see the module docstring)."""
     order = case.order
-    lines, problem = _requested_lines(case, policy)
+    lines, problem = requested_lines(case, policy)
     reason = classified_reason(case, policy)
     draft = (
         _unpaid_order(order)
@@ -466,62 +374,3 @@ def decide(case: DecisionCase, policy: Policy) -> Decision:
     draft = _amount_gate(draft, lines, case.risk, order.currency)
     draft = _fast_lane(draft, lines, case.risk, policy, order)
     return _finish(draft, lines, case, policy)
-
-
-def _goods_consumed(lines: list[Line]) -> bool:
-    return any(
-        line.worst is Unit.REDEEMED or line.topup_status is TopupStatus.SUCCEEDED for line in lines
-    )
-
-
-def on_review_expired(case: DecisionCase, decision: Decision, policy: Policy) -> Decision:
-    """What happens when a review's deadline passes without an answer (the workflow's timer).
-
-    Small refunds (`review.on_expiry.auto_approve_max_amount`) for buyers at most
-    `on_expiry.max_risk` approve themselves; everything else keeps waiting. Never approves a
-    blocked buyer (the policy refuses `max_risk: blocked`) or consumed goods (an appeal of a
-    redeemed key waits for a person). A decision that is not a review is returned as is.
-    """
-    if decision.outcome is not Outcome.REVIEW:
-        return decision
-    expiry = policy.review.on_expiry
-    lines, problem = _requested_lines(case, policy)
-    currency = case.order.currency
-    amount = money_en(decision.amount, currency)
-    hours = policy.review.deadline_hours
-    # Re-checks after another deadline keep the original decision's explanation, once.
-    before = f"{decision.rule}: {decision.explanation}"
-    if decision.rule.startswith("review.expired_"):
-        before = decision.explanation.split("Before: ", 1)[-1]
-    approves = (
-        problem is None
-        and not _goods_consumed(lines)
-        and 0 < decision.amount <= expiry.auto_approve_max_amount
-        and risk_rank(case.risk.level) <= risk_rank(expiry.max_risk)
-        and case.risk.level is not RiskLevel.BLOCKED
-    )
-    if approves:
-        return decision.model_copy(
-            update={
-                "outcome": Outcome.AUTO_APPROVE,
-                "rule": "review.expired_auto_approve",
-                "explanation": f"No reviewer answered within {hours} h; {amount} is within the "
-                f"expiry limit of {money_en(expiry.auto_approve_max_amount, currency)} for a "
-                f"{case.risk.level.value}-risk buyer, so it is refunded. Before: {before}",
-                "explanation_zh": f"审核超时未处理，{money_zh(decision.amount, currency)} 属于小额"
-                "低风险退款，已自动通过。",
-                "policy_version": policy.version,
-            }
-        )
-    return decision.model_copy(
-        update={
-            "rule": "review.expired_wait",
-            "explanation": f"No reviewer answered within {hours} h; {amount} at "
-            f"{case.risk.level.value} risk does not approve itself (limit "
-            f"{money_en(expiry.auto_approve_max_amount, currency)}, up to "
-            f"{expiry.max_risk.value} risk, goods not consumed): escalated, still waiting. "
-            f"Before: {before}",
-            "explanation_zh": "审核已超时，已升级处理，请耐心等待人工审核结果。",
-            "policy_version": policy.version,
-        }
-    )

@@ -5,7 +5,8 @@ notification is signed by a platform certificate or the WeChat Pay public key, c
 `Wechatpay-Serial` (`peers.wechat_keys`), and verified before anything is read from it. With
 the public key configured every request names it in `Wechatpay-Serial`, which is how WeChat
 knows to sign the answer with it. A certificate serial we do not know sends us to
-`GET /v3/certificates` (at most once a minute) before the answer is given up as unverifiable.
+`GET /v3/certificates` (at most once a minute, `peers.wechat_certificates`) before the answer
+is given up as unverifiable.
 
 A refund that ends CLOSED can only be retried with a *new* `out_refund_no`; repeating the old
 number just returns the closed refund, which is what keeps a retry from paying twice.
@@ -13,16 +14,13 @@ number just returns the closed refund, which is what keeps a retry from paying t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -42,7 +40,12 @@ from peers.signing import (
     wechatpay_decrypt,
     wechatpay_encrypt_sensitive,
 )
-from peers.wechat_keys import UNKNOWN_SERIAL, WechatPayKeys, is_public_key_id
+from peers.wechat_certificates import (
+    CERTIFICATE_REFRESH_INTERVAL_SECONDS,
+    CERTIFICATES_PATH,
+    CertificateRefresh,
+)
+from peers.wechat_keys import UNKNOWN_SERIAL, WechatPayKeys
 
 __all__ = [
     "CERTIFICATES_PATH",
@@ -55,9 +58,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 REFUNDS_PATH = "/v3/refund/domestic/refunds"
-CERTIFICATES_PATH = "/v3/certificates"
-# A forger can name any serial: an unknown one costs at most one download per interval.
-CERTIFICATE_REFRESH_INTERVAL_SECONDS = 60.0
 
 _STATES = {
     "SUCCESS": PayoutState.SUCCEEDED,
@@ -121,11 +121,13 @@ class WechatPayClient:
         self._apiv3_key = apiv3_key
         # Where WeChat announces REFUND.SUCCESS / ABNORMAL / CLOSED (the API's receiver).
         self._notify_url = notify_url
-        self._refresh = refresh_certificates
-        self._refresh_interval = refresh_interval
-        self._refreshed_at: float | None = None
-        self._refresh_lock = asyncio.Lock()
-        self._background: set[asyncio.Task[int]] = set()
+        self._refresh = CertificateRefresh(
+            platform_keys,
+            apiv3_key=apiv3_key,
+            download=self._download_certificates,
+            enabled=refresh_certificates,
+            interval=refresh_interval,
+        )
 
     @property
     def platform_keys(self) -> WechatPayKeys:
@@ -211,9 +213,9 @@ class WechatPayClient:
         try:
             self._keys.verify(headers, body)
         except SignatureInvalid as invalid:
-            if invalid.sub_code == UNKNOWN_SERIAL and self._may_refresh(headers):
+            if invalid.sub_code == UNKNOWN_SERIAL and self._refresh.may_refresh(headers):
                 # WeChat retries the notification: by then the new certificate is known.
-                self._refresh_soon()
+                self._refresh.refresh_soon()
             raise
         try:
             envelope = json.loads(body)
@@ -334,79 +336,22 @@ class WechatPayClient:
         try:
             self._keys.verify(response.headers, response.content)
         except SignatureInvalid as invalid:
-            if invalid.sub_code != UNKNOWN_SERIAL or not self._may_refresh(response.headers):
+            if invalid.sub_code != UNKNOWN_SERIAL or not self._refresh.may_refresh(
+                response.headers
+            ):
                 raise
             # A rotated platform certificate: fetch the current ones, then try once more.
             if not await self.refresh_certificates():
                 raise
             self._keys.verify(response.headers, response.content)
 
-    def _may_refresh(self, headers: Mapping[str, str]) -> bool:
-        serial = headers.get("Wechatpay-Serial") or headers.get("wechatpay-serial") or ""
-        return self._refresh and not is_public_key_id(serial)
-
-    def _refresh_soon(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = loop.create_task(self.refresh_certificates())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def refresh_certificates(self) -> int:
-        """Download WeChat's platform certificates (`GET /v3/certificates`) and trust the new
-        ones; returns how many were new. At most once per refresh interval; never raises.
+        """Download WeChat's platform certificates and trust the new ones; returns how many
+        were new. At most once per refresh interval; never raises (`CertificateRefresh`)."""
+        return await self._refresh.refresh()
 
-        Each certificate arrives AEAD_AES_256_GCM-encrypted with our APIv3 key, which only
-        WeChat and we know, and the answer must verify under the downloaded or known keys.
-        """
-        async with self._refresh_lock:
-            now = time.monotonic()
-            if self._refreshed_at is not None and now - self._refreshed_at < self._refresh_interval:
-                return 0
-            self._refreshed_at = now
-            try:
-                return await self._download_certificates()
-            except Exception:  # a failed refresh leaves the answer unverified, nothing worse
-                logger.warning("wechat platform certificate download failed", exc_info=True)
-                return 0
-
-    async def _download_certificates(self) -> int:
-        response = await self._send("GET", CERTIFICATES_PATH)
-        if not response.is_success:
-            logger.warning("wechat %s: HTTP %s", CERTIFICATES_PATH, response.status_code)
-            return 0
-        downloaded: list[x509.Certificate] = []
-        for item in json.loads(response.content).get("data") or []:
-            encrypted = item.get("encrypt_certificate") or {}
-            if encrypted.get("algorithm") != "AEAD_AES_256_GCM":
-                continue
-            try:
-                pem = wechatpay_decrypt(
-                    self._apiv3_key,
-                    nonce=str(encrypted["nonce"]),
-                    associated_data=str(encrypted.get("associated_data") or ""),
-                    ciphertext=str(encrypted["ciphertext"]),
-                )
-                downloaded.append(x509.load_pem_x509_certificate(pem))
-            except (DecryptionFailed, KeyError, ValueError):
-                logger.warning("wechat certificate %s did not decrypt", item.get("serial_no"))
-        if not downloaded:
-            return 0
-        candidates = WechatPayKeys(
-            certificates=[*self._keys.certificates, *downloaded],
-            max_clock_skew_seconds=self._keys.max_clock_skew_seconds,
-        )
-        try:
-            candidates.verify(response.headers, response.content)
-        except SignatureInvalid as invalid:
-            logger.warning("wechat %s: answer not verified: %s", CERTIFICATES_PATH, invalid)
-            return 0
-        added = self._keys.add_certificates(downloaded)
-        if added:
-            logger.info("wechat: %d new platform certificate(s) downloaded", added)
-        return added
+    async def _download_certificates(self) -> httpx.Response:
+        return await self._send("GET", CERTIFICATES_PATH)
 
     @staticmethod
     def _to_refund(answer: dict[str, Any]) -> GatewayRefund:

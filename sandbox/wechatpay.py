@@ -9,6 +9,8 @@ CLOSED one stays CLOSED: a retry needs a new number), refuses refunds beyond a r
 payment's total, and when a refund reaches SUCCESS, CLOSED or ABNORMAL POSTs a signed
 notification with an AES-256-GCM encrypted resource to its `notify_url`, retrying on failure
 and, for slow ("processing") refunds, delivering it twice as the real gateway sometimes does.
+The JSON it writes is built in `sandbox.wechat_documents`, notifications are delivered by
+`sandbox.wechat_notifications`.
 
 Control routes besides the shared ones: `GET/PUT /sandbox/signing` (`{"notifications":
 "request" | "certificate" | "public_key" | "either"}`: "either" plays a merchant's migration,
@@ -31,10 +33,8 @@ import json
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -47,14 +47,15 @@ from peers.signing import (
     parse_wechatpay_authorization,
     rsa_verify,
     wechatpay_decrypt_sensitive,
-    wechatpay_encrypt,
     wechatpay_request_message,
     wechatpay_sign_response,
 )
 from peers.wechatpay import CERTIFICATES_PATH, REFUNDS_PATH
+from sandbox import wechat_documents
 from sandbox.control import gateway_control_router
 from sandbox.faults import FaultPlan
 from sandbox.ledger import ABNORMAL, CLOSED, PROCESSING, SUCCESS, Ledger, RefundRecord
+from sandbox.wechat_notifications import NotificationDelivery
 from sandbox.wechat_platform import NotificationSigning, SandboxPlatformKeys
 
 __all__ = ["FAULT_MODES", "create_wechat_app", "transaction_id_for"]
@@ -75,16 +76,6 @@ FAULT_MODES = frozenset(
 # How far back a `skewed_clock` fault dates its answer: twice WeChat's 5-minute allowance.
 SKEWED_CLOCK_SECONDS = 600
 _RESCUE_TYPES = frozenset({"USER_BANK_CARD", "MERCHANT_BANK_CARD"})
-_CST = timezone(timedelta(hours=8))
-_EVENTS = {
-    SUCCESS: ("REFUND.SUCCESS", "退款成功"),
-    CLOSED: ("REFUND.CLOSED", "退款关闭"),
-    ABNORMAL: ("REFUND.ABNORMAL", "退款异常"),
-}
-
-
-def _wechat_time(moment: datetime | None) -> str | None:
-    return moment.astimezone(_CST).isoformat(timespec="seconds") if moment else None
 
 
 def transaction_id_for(mchid: str, out_trade_no: str) -> str:
@@ -100,14 +91,6 @@ class SigningRequest(BaseModel):
 
 class RotateRequest(BaseModel):
     valid_days: int = 5 * 365
-
-
-def received_account(record: RefundRecord) -> str:
-    if record.rescue is None:
-        return "支付用户零钱"
-    if record.rescue["type"] == "MERCHANT_BANK_CARD":
-        return "商户基本账户"
-    return f"{record.rescue.get('bank_type', '')}{record.rescue.get('bank_account', '')[-4:]}"
 
 
 def _masked(field: str, value: str) -> str:
@@ -137,82 +120,26 @@ def create_wechat_app(
     notifications (tests pass one bound to an ASGI app); without one the app makes its own.
     `notify_retry_delays` are the pauses between delivery attempts.
     """
-    state: dict[str, httpx.AsyncClient] = {}
-    # Refunds whose request named the WeChat Pay public key: their notifications are signed
-    # with it (unless the signing control says otherwise).
-    public_key_refunds: set[str] = set()
+    notifications = NotificationDelivery(
+        platform_keys,
+        client=notify_client,
+        retry_delays=notify_retry_delays,
+        duplicates=duplicate_notifications,
+    )
     # out_trade_no of the payments WeChat has seen refunds for, by transaction_id.
     trade_numbers: dict[str, str] = {}
 
     async def deliver(record: RefundRecord) -> None:
-        if not record.notify_url or record.status not in _EVENTS:
+        if not record.notify_url or record.status not in wechat_documents.EVENTS:
             return
-        envelope = notification_body(record)
-        # Slow refunds are the ones real WeChat tends to announce twice: make the receiver
-        # prove it is idempotent.
-        copies = 2 if duplicate_notifications and record.slow else 1
-        for _ in range(copies):
-            await deliver_once(record, envelope)
-
-    async def deliver_once(record: RefundRecord, envelope: bytes) -> None:
-        assert record.notify_url is not None
-        client = notify_client or state.get("client")
-        if client is None:
-            client = state["client"] = httpx.AsyncClient(timeout=5.0)
-        for attempt, delay in enumerate((0.0, *notify_retry_delays)):
-            await asyncio.sleep(delay)
-            signer = platform_keys.for_notification(record.key in public_key_refunds)
-            headers = {
-                "Content-Type": "application/json",
-                **wechatpay_sign_response(
-                    signer.private_key, serial_no=signer.serial, body=envelope
-                ),
-            }
-            try:
-                response = await client.post(record.notify_url, content=envelope, headers=headers)
-                status: int | str = response.status_code
-                delivered = response.is_success
-            except httpx.HTTPError as exc:
-                status, delivered = type(exc).__name__, False
-            record.notifications.append(
-                {"attempt": attempt + 1, "status": status, "at": datetime.now(UTC).isoformat()}
-            )
-            if delivered:
-                return
-        logger.warning("sandbox wechat gave up notifying %s", record.out_refund_no)
-
-    def notification_body(record: RefundRecord) -> bytes:
-        event_type, summary = _EVENTS[record.status]
-        payment = ledger.payments.get(record.transaction_id)
-        resource = {
-            "mchid": mchid,
-            "transaction_id": record.transaction_id,
-            "out_trade_no": out_trade_no_of(record.transaction_id),
-            "refund_id": record.gateway_refund_id,
-            "out_refund_no": record.out_refund_no,
-            "refund_status": record.status,
-            "success_time": _wechat_time(record.success_time),
-            "user_received_account": received_account(record),
-            "amount": {
-                "total": payment.amount if payment else record.total,
-                "refund": record.amount,
-                "payer_total": payment.amount if payment else record.total,
-                "payer_refund": record.amount,
-            },
-        }
-        plaintext = json.dumps(resource, ensure_ascii=False).encode("utf-8")
-        envelope = {
-            "id": str(uuid.uuid4()),
-            "create_time": _wechat_time(datetime.now(UTC)),
-            "resource_type": "encrypt-resource",
-            "event_type": event_type,
-            "summary": summary,
-            "resource": {
-                "original_type": "refund",
-                **wechatpay_encrypt(apiv3_key, plaintext, associated_data="refund"),
-            },
-        }
-        return json.dumps(envelope, ensure_ascii=False).encode("utf-8")
+        envelope = wechat_documents.notification_body(
+            record,
+            ledger.payments.get(record.transaction_id),
+            out_trade_no=out_trade_no_of(record.transaction_id),
+            mchid=mchid,
+            apiv3_key=apiv3_key,
+        )
+        await notifications.deliver(record, envelope)
 
     ledger = Ledger(
         settle_after=settle_after, settle_after_queries=settle_after_queries, on_settled=deliver
@@ -223,8 +150,7 @@ def create_wechat_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await ledger.cancel_tasks()
-        if "client" in state:
-            await state.pop("client").aclose()
+        await notifications.aclose()
 
     app = FastAPI(title="Sandbox WeChat Pay", lifespan=lifespan)
     app.state.ledger = ledger
@@ -287,33 +213,11 @@ def create_wechat_app(
         return rsa_verify(merchant_public_key, message, auth.signature)
 
     def refund_document(record: RefundRecord) -> dict[str, Any]:
-        payment = ledger.payments.get(record.transaction_id)
-        total = payment.amount if payment else record.total
-        return {
-            "refund_id": record.gateway_refund_id,
-            "out_refund_no": record.out_refund_no,
-            "transaction_id": record.transaction_id,
-            "out_trade_no": out_trade_no_of(record.transaction_id),
-            "channel": "OTHER_BANKCARD" if record.rescue else "ORIGINAL",
-            "user_received_account": received_account(record),
-            "success_time": _wechat_time(record.success_time),
-            "create_time": _wechat_time(record.created_at),
-            "status": record.status,
-            "funds_account": "AVAILABLE",
-            "amount": {
-                "total": total,
-                "refund": record.amount,
-                "from": [],
-                "payer_total": total,
-                "payer_refund": record.amount,
-                "settlement_refund": record.amount,
-                "settlement_total": total,
-                "discount_refund": 0,
-                "currency": "CNY",
-                "refund_fee": 0,
-            },
-            "promotion_detail": [],
-        }
+        return wechat_documents.refund_document(
+            record,
+            ledger.payments.get(record.transaction_id),
+            out_trade_no=out_trade_no_of(record.transaction_id),
+        )
 
     @app.post(REFUNDS_PATH)
     async def create_refund(request: Request) -> Response:
@@ -374,7 +278,7 @@ def create_wechat_app(
                 slow=fault == "processing",
             )
             if platform_keys.names_public_key(request.headers.get("Wechatpay-Serial")):
-                public_key_refunds.add(record.key)
+                notifications.public_key_refunds.add(record.key)
             if out_trade_no:
                 trade_numbers.setdefault(transaction_id, str(out_trade_no))
             ledger.add(record)

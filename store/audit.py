@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from store.models import AuditRow
+from store.upsert import insert_ignore
 
 GENESIS = "0" * 64
 
@@ -46,6 +48,16 @@ def _digest(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_TAIL = "kami_audit_tail"  # the chain's tail as this transaction left it (session.info)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_tail(session: Session, transaction: SessionTransaction) -> None:
+    """Another transaction may append next: the tail is read afresh after this one."""
+    if transaction.parent is None:
+        session.info.pop(_TAIL, None)
+
+
 async def append(
     session: AsyncSession,
     *,
@@ -56,31 +68,33 @@ async def append(
     payload: dict[str, Any],
     at: datetime,
 ) -> bool:
-    """Append once per `event_key` (a retried activity appends nothing new)."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        # One appender at a time, or two could chain onto the same tail. (SQLite's
-        # BEGIN IMMEDIATE already serialises writers.)
-        await session.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
-    if await session.scalar(select(AuditRow.seq).where(AuditRow.event_key == event_key)):
-        return False
-    tail = await session.scalar(select(AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1))
-    prev = tail or GENESIS
+    """Append once per `event_key` (a retried activity appends nothing new). Appends in one
+    transaction chain onto each other without reading the tail back each time."""
+    prev = session.info.get(_TAIL)
+    if prev is None:
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            # One appender at a time, or two could chain onto the same tail. (SQLite's
+            # BEGIN IMMEDIATE already serialises writers.)
+            await session.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
+        tail = await session.scalar(select(AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1))
+        prev = tail or GENESIS
     # Stored payloads come back through JSON: hash what will be read back.
     payload = json.loads(json.dumps(payload, default=str, ensure_ascii=False))
-    session.add(
-        AuditRow(
-            event_key=event_key,
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            payload=payload,
-            prev_hash=prev,
-            hash=_digest(prev, event_key, at, actor, action, subject, payload),
-        )
-    )
-    await session.flush()
-    return True
+    row = {
+        "event_key": event_key,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "payload": payload,
+        "prev_hash": prev,
+        "hash": _digest(prev, event_key, at, actor, action, subject, payload),
+    }
+    # An event already appended (a retried activity) is skipped by its unique key.
+    appended = await insert_ignore(session, AuditRow, [row]) == 1
+    # The tail for the next append in this transaction (gone with the session).
+    session.info[_TAIL] = row["hash"] if appended else prev
+    return appended
 
 
 @dataclass(frozen=True)
@@ -95,17 +109,20 @@ class Verification:
 
 
 async def verify(session: AsyncSession) -> Verification:
-    prev, count, expected_seq = GENESIS, 0, None
+    """Walk the chain. Continuity is the hash chain's, not the sequence numbers': a database
+    sequence skips numbers (a rolled-back append on PostgreSQL, an append skipped as already
+    made), while an entry removed from the middle breaks the next one's `prev_hash`."""
+    prev, count = GENESIS, 0
     for row in await session.scalars(select(AuditRow).order_by(AuditRow.seq)):
         count += 1
-        if expected_seq is not None and row.seq != expected_seq:
-            return Verification(count, expected_seq, f"entry {expected_seq} is missing")
         if row.prev_hash != prev:
-            return Verification(count, row.seq, "chain broken: prev_hash does not match")
+            return Verification(
+                count, row.seq, "chain broken: an entry before it is missing or was altered"
+            )
         if (
             _digest(prev, row.event_key, row.at, row.actor, row.action, row.subject, row.payload)
             != row.hash
         ):
             return Verification(count, row.seq, "entry content does not match its hash")
-        prev, expected_seq = row.hash, row.seq + 1
+        prev = row.hash
     return Verification(count, None)

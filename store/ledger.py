@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, func, select, update
+from sqlalchemy import String, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.order import Order
 from store.models import BalanceRow, LedgerEntryRow
-from store.upsert import insert_ignore
+from store.upsert import insert_ignore, insert_or_add
 
 
 class Unbalanced(ValueError):
@@ -79,20 +79,17 @@ async def post(
     )
     if inserted == 0:
         return False
-    await insert_ignore(
+    # Every account's running balance moves by its entry, in one statement.
+    await insert_or_add(
         session,
         BalanceRow,
         [
-            {"account": a, "currency": currency, "amount": 0, "updated_at": now}
-            for a in sorted(entries)
+            {"account": a, "currency": currency, "amount": amount, "updated_at": now}
+            for a, amount in sorted(entries.items())
         ],
+        key=("account", "currency"),
+        add="amount",
     )
-    for account, amount in sorted(entries.items()):
-        await session.execute(
-            update(BalanceRow)
-            .where(BalanceRow.account == account, BalanceRow.currency == currency)
-            .values(amount=BalanceRow.amount + amount, updated_at=now)
-        )
     return True
 
 

@@ -2,26 +2,24 @@
 
 Every write that can be repeated (an activity retried, a POST sent twice) is guarded by
 a primary key or unique constraint, so a repeat is an upsert or a no-op, never a copy.
+Datetimes and domain words are stored through the column types of `store.column_types`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -38,49 +36,7 @@ from domain.types import (
     RiskLevel,
     TopupStatus,
 )
-
-E = TypeVar("E", bound=StrEnum)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out. SQLite keeps no zone and hands back naive values;
-    this puts UTC back so rows compare and serialise like the PostgreSQL ones."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Words(TypeDecorator[E]):
-    """A domain word (a `StrEnum`) in the VARCHAR column it always had: the enum in Python,
-    its value in the database, so rows read and compare as `RefundStatus.REFUNDED` while the
-    stored strings stay exactly what they were (no migration). Writing a string that is not
-    one of the words fails before it reaches the database; reading one fails loudly."""
-
-    impl = String
-    cache_ok = True
-
-    def __init__(self, enum: type[E], length: int) -> None:
-        super().__init__(length)
-        self.enum = enum
-
-    def process_bind_param(self, value: E | str | None, dialect: Any) -> str | None:
-        return None if value is None else self.enum(value).value
-
-    def process_result_value(self, value: str | None, dialect: Any) -> E | None:
-        return None if value is None else self.enum(value)
-
+from store.column_types import UtcDateTime, Words
 
 ID = String(128)
 Money = BigInteger()

@@ -171,7 +171,7 @@ class RefundWorkflow(RefundRequests):
         if decision.amount or decision.outcome in (Outcome.AUTO_APPROVE, Outcome.REVIEW):
             self.view.amount = decision.amount
         self.view.destination = decision.destination
-        if decision.items:
+        if decision.items and decision.items != self.view.items:
             self.view.items = list(decision.items)
             self.progress.items_repriced = True
         self.progress.audited(

@@ -22,6 +22,9 @@ from sandbox.alipay import create_alipay_app
 from sandbox.wechatpay import create_wechat_app
 from tests.peers.conftest import APIV3_KEY, APP_ID, MCHID, MERCHANT_SERIAL, Keys
 
+# A WeChat Pay transaction id (28 digits, 4200...) for the refunds of the wechatpayv3 tests.
+TX = "4200001234202611290000000001"
+
 
 class _QuietServer(uvicorn.Server):
     """Leaves signals to pytest: the server shares the test process."""

@@ -241,6 +241,32 @@ def wechat(wechat_http: httpx.AsyncClient, keys: Keys) -> WechatPayClient:
     return make_wechat(wechat_http, keys)
 
 
+class Recorder:
+    """Keeps every request and answer that went through a client."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[tuple[httpx.Request, httpx.Response]] = []
+
+    async def __call__(self, response: httpx.Response) -> None:
+        await response.aread()
+        self.exchanges.append((response.request, response))
+
+    def paths(self) -> list[str]:
+        return [request.url.path for request, _ in self.exchanges]
+
+
+@pytest.fixture
+async def recorded(wechat_app: FastAPI) -> AsyncIterator[tuple[httpx.AsyncClient, Recorder]]:
+    recorder = Recorder()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=wechat_app),
+        base_url="http://wechat.test",
+        event_hooks={"response": [recorder]},
+    ) as http:
+        yield http, recorder
+    await wechat_app.state.ledger.cancel_tasks()
+
+
 # --- Supplier ---------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""WechatPayClient against the sandbox WeChat Pay gateway, notifications included."""
+"""WechatPayClient against the sandbox WeChat Pay gateway, notifications included; ABNORMAL
+refunds rescued to a bank card are in test_wechat_abnormal_refunds.py."""
 
 from __future__ import annotations
 
@@ -12,12 +13,10 @@ from fastapi import FastAPI
 from domain.types import PayoutState
 from peers.payouts import (
     NOT_FOUND,
-    AbnormalRefundRequest,
     AnswerUntrusted,
     GatewayRefund,
     GatewayRefused,
     GatewayUnavailable,
-    RefundOrder,
     SignatureInvalid,
 )
 from peers.signing import wechatpay_encrypt, wechatpay_sign_response, wechatpay_verify_response
@@ -32,8 +31,7 @@ from tests.peers.conftest import (
     TamperingTransport,
     make_wechat,
 )
-
-TX = "4200001234202611200000001"
+from tests.peers.wechat_refunds import TX, order, refunds_of
 
 
 async def refund(
@@ -47,13 +45,6 @@ async def refund(
         reason="卡密无效",
         notify_url=NOTIFY_URL,
     )
-
-
-async def refunds_of(http: httpx.AsyncClient) -> list[dict[str, object]]:
-    listed: list[dict[str, object]] = (
-        await http.get("/sandbox/refunds", params={"transaction_id": TX})
-    ).json()["refunds"]
-    return listed
 
 
 async def test_refund_and_query(wechat: WechatPayClient) -> None:
@@ -234,17 +225,6 @@ async def test_answers_not_signed_by_the_platform_are_refused(
             await refund(make_wechat(http, keys), "R-9")
 
 
-def order(out_refund_no: str, amount: int = 1000) -> RefundOrder:
-    return RefundOrder(
-        out_refund_no=out_refund_no,
-        transaction_id=TX,
-        amount=amount,
-        payment_total=5000,
-        currency="CNY",
-        reason="卡密无效，已为您退款",
-    )
-
-
 @pytest.mark.parametrize("mode", ["bad_signature", "skewed_clock"])
 async def test_untrusted_answer_to_a_refund_that_happened(
     wechat: WechatPayClient,
@@ -290,111 +270,6 @@ async def test_skewed_clock_answer_is_signed_but_ten_minutes_old(
     assert wechatpay_verify_response(
         keys.public("wechat_pubkey"), answer.headers, answer.content, max_skew_seconds=None
     )
-
-
-async def test_abnormal_refund_is_rescued_to_a_bank_card(
-    wechat: WechatPayClient, wechat_http: httpx.AsyncClient, receiver: NotificationReceiver
-) -> None:
-    await wechat_http.post("/sandbox/faults", json={"mode": "abnormal", "count": 1})
-    stuck = await wechat.send_refund(order("R-22"))
-    assert stuck.state is PayoutState.ABNORMAL and stuck.gateway_refund_id
-    await receiver.wait_for(1)
-    assert wechat.parse_notification(*receiver.received[0]).event_type == "REFUND.ABNORMAL"
-
-    account, serial = wechat.encrypt_sensitive("6222021234567890123")
-    name, same_serial = wechat.encrypt_sensitive("张三")
-    assert serial == same_serial
-    rescued = await wechat.rescue_abnormal_refund(
-        order("R-22"),
-        stuck.gateway_refund_id,
-        AbnormalRefundRequest(
-            to="USER_BANK_CARD",
-            bank_type="ICBC_DEBIT",
-            bank_account=account,
-            real_name=name,
-            encrypted_with=serial,
-        ),
-    )
-    assert rescued.state is PayoutState.PROCESSING
-    assert rescued.gateway_refund_id == stuck.gateway_refund_id
-
-    await receiver.wait_for(2)  # settles to SUCCESS, announced
-    note = wechat.parse_notification(*receiver.received[1])
-    assert note.event_type == "REFUND.SUCCESS" and note.out_refund_no == "R-22"
-    assert (await wechat.query_refund(order("R-22"))).state is PayoutState.SUCCEEDED
-    [recorded] = await refunds_of(wechat_http)
-    # One refund, sent to the card the gateway could read: the fields decrypted.
-    assert recorded["status"] == "SUCCESS" and recorded["amount"] == 1000
-    assert recorded["rescue"] == {
-        "type": "USER_BANK_CARD",
-        "bank_type": "ICBC_DEBIT",
-        "bank_account": "***************0123",
-        "real_name": "张*",
-    }
-
-
-async def test_abnormal_refund_to_the_merchant_card_needs_no_bank_fields(
-    wechat: WechatPayClient, wechat_http: httpx.AsyncClient
-) -> None:
-    await wechat_http.post("/sandbox/faults", json={"mode": "abnormal", "count": 1})
-    stuck = await wechat.send_refund(order("R-23"))
-    assert stuck.gateway_refund_id
-    rescue = AbnormalRefundRequest(to="MERCHANT_BANK_CARD")
-    rescued = await wechat.rescue_abnormal_refund(order("R-23"), stuck.gateway_refund_id, rescue)
-    assert rescued.state is PayoutState.PROCESSING
-    # The same call again (its answer lost): the refund as it is, not a second rescue.
-    again = await wechat.rescue_abnormal_refund(order("R-23"), stuck.gateway_refund_id, rescue)
-    assert again.gateway_refund_id == stuck.gateway_refund_id
-    [recorded] = await refunds_of(wechat_http)
-    assert recorded["rescue"] == {"type": "MERCHANT_BANK_CARD"}
-
-
-async def test_abnormal_rescue_refusals(
-    wechat: WechatPayClient, wechat_http: httpx.AsyncClient, keys: Keys, other_keys: Keys
-) -> None:
-    rescue = AbnormalRefundRequest(to="MERCHANT_BANK_CARD")
-    with pytest.raises(GatewayRefused) as unknown:
-        await wechat.rescue_abnormal_refund(order("R-24"), "50999999", rescue)
-    assert unknown.value.code == "RESOURCE_NOT_EXISTS"
-
-    fine = await wechat.send_refund(order("R-24"))
-    assert fine.state is PayoutState.SUCCEEDED and fine.gateway_refund_id
-    with pytest.raises(GatewayRefused) as not_abnormal:
-        await wechat.rescue_abnormal_refund(order("R-24"), fine.gateway_refund_id, rescue)
-    assert not_abnormal.value.code == "INVALID_REQUEST"
-
-    # Bank fields the gateway cannot read (encrypted for someone else's key) are refused,
-    # and the refund stays ABNORMAL.
-    await wechat_http.post("/sandbox/faults", json={"mode": "abnormal", "count": 1})
-    stuck = await wechat.send_refund(order("R-25"))
-    assert stuck.gateway_refund_id
-    stranger = make_wechat(wechat_http, keys, verifying=other_keys)
-    account, serial = stranger.encrypt_sensitive("6222021234567890123")
-    name, _ = stranger.encrypt_sensitive("张三")
-    unreadable = AbnormalRefundRequest(
-        to="USER_BANK_CARD",
-        bank_type="ICBC_DEBIT",
-        bank_account=account,
-        real_name=name,
-        encrypted_with=serial,
-    )
-    with pytest.raises(GatewayRefused) as refused:
-        await wechat.rescue_abnormal_refund(order("R-25"), stuck.gateway_refund_id, unreadable)
-    assert refused.value.code == "PARAM_ERROR"
-    assert (await wechat.query_refund(order("R-25"))).state is PayoutState.ABNORMAL
-
-
-async def test_refund_status_set_by_hand_is_announced(
-    wechat: WechatPayClient, wechat_http: httpx.AsyncClient, receiver: NotificationReceiver
-) -> None:
-    await wechat_http.post("/sandbox/faults", json={"mode": "abnormal", "count": 1})
-    await wechat.send_refund(order("R-26"))
-    await receiver.wait_for(1)
-    # The merchant sorted it out in WeChat's back office: SUCCESS, announced as usual.
-    settled = await wechat_http.put("/sandbox/refunds/R-26", json={"status": "SUCCESS"})
-    assert settled.status_code == 200
-    await receiver.wait_for(2)
-    assert wechat.parse_notification(*receiver.received[1]).state is PayoutState.SUCCEEDED
 
 
 def test_wechat_transaction_ids_look_like_wechats_and_never_echo_the_trade_number() -> None:

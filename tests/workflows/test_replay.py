@@ -3,7 +3,8 @@
 A change to workflows/refund.py that would make a running refund take a different path
 (new or reordered activities, timers, search-attribute upserts ...) fails here unless it
 is guarded by `workflow.patched`. The histories in tests/histories/ are recorded from the
-scenarios in test_refund_workflow.py; refresh them only for a deliberate, patched change:
+scenarios of this package named in `RECORDED` (support.py); refresh them only for a
+deliberate, patched change:
 
     REGENERATE_HISTORIES=1 .venv/bin/pytest tests/workflows
 
