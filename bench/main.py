@@ -82,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="refund histories analysed for the time breakdown (default 50)",
     )
     parser.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        help="after the refunds, put this many refunds into pending_review (their workflows "
+        "waiting on their review timers), then measure the refunds again, the review queue's "
+        "reads and the worker's memory; the backlog is terminated at the end (default 0: off)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=1200.0,
@@ -149,6 +157,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 cpu_refund = meter.stop()
                 _say(f"  {refund.rate:.1f}/s, {len(refund.errors)} errors")
 
+                backlog = None
+                if args.backlog:
+                    backlog = await with_backlog(args, stack, client, http, run_id)
+
             if not traces:
                 raise BenchError(
                     "no refund reached `refunded`: " + "; ".join(refund.errors[:3] or ["?"])
@@ -164,7 +176,45 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             report = build_report(
                 args, stack, empty, refund, traces, list(shapes), empty_shape, cpu_empty, cpu_refund
             )
+            report["backlog"] = backlog
     return report
+
+
+async def with_backlog(
+    args: argparse.Namespace, stack: Any, client: Any, http: Any, run_id: str
+) -> dict[str, Any]:
+    """The refunds again, with `--backlog` refunds waiting for review (bench/backlog.py)."""
+    from bench.backlog import build_backlog, read_review_queue, rss_megabytes, terminate_backlog
+
+    worker_pid = stack.pids.get("worker")
+    rss_before = rss_megabytes(worker_pid)
+    _say(f"backlog: {args.backlog} refunds into pending_review ...")
+    try:
+        took = await build_backlog(stack, client, args.backlog, run_id)
+        _say(f"  backlog ready in {took:.0f}s")
+        orders = [bench_order(i, run_id + "b") for i in range(args.n)]
+        await record_orders(http, stack, orders, args.concurrency)
+        _say(f"refunds with the backlog: {args.n} x{args.concurrency} ...")
+        meter = CpuMeter(stack.pids)
+        meter.start()
+        again, _ = await bench_refunds(
+            http, stack, orders, args.concurrency, args.poll_interval, "refund-backlog"
+        )
+        cpu = meter.stop()
+        _say(f"  {again.rate:.1f}/s, {len(again.errors)} errors")
+        reads = await read_review_queue(http, stack, 200)
+        return {
+            "pending": args.backlog,
+            "setup_seconds": round(took, 1),
+            "refund": again.summary(),
+            "reviews_read": reads.summary(),
+            "worker_rss_mb_before": rss_before,
+            "worker_rss_mb": rss_megabytes(worker_pid),
+            "cpu_seconds": cpu,
+            "errors": again.errors + reads.errors,
+        }
+    finally:
+        await terminate_backlog(client, run_id)
 
 
 def _say(message: str) -> None:
@@ -208,4 +258,7 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(json_ready(report), indent=2) + "\n", encoding="utf-8")
         _say(f"figures written to {args.json}")
     failed = report["empty"]["errors"] + report["refund"]["errors"]
-    return 1 if failed else 0
+    backlog = report.get("backlog") or {}
+    for error in backlog.get("errors", [])[:10]:
+        print(f"refundctl bench: with the backlog: {error}", file=sys.stderr)
+    return 1 if failed or backlog.get("errors") else 0

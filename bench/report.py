@@ -51,6 +51,26 @@ def _dist_row(name: str, values_s: Sequence[float]) -> str:
     )
 
 
+def render_backlog(report: dict[str, Any]) -> list[str]:
+    b = report.get("backlog")
+    if not b:
+        return []
+    base, again = report["refund"], b["refund"]
+    ratio = again["rate_per_second"] / base["rate_per_second"] if base["rate_per_second"] else 0
+    n = max(again["count"], 1)
+    cpu = b["cpu_seconds"]
+    return [
+        "",
+        f"  with {b['pending']} refunds pending review (set up in {b['setup_seconds']:.0f}s):",
+        _fmt_row("refund (POST->GET sees refunded)", again),
+        _fmt_row("GET /v1/reviews?state=pending", b["reviews_read"]),
+        f"  refunds with the backlog / without: rate x{ratio:.2f}",
+        f"  worker RSS {b['worker_rss_mb_before'] or 0:.0f} MiB before the backlog, "
+        f"{b['worker_rss_mb'] or 0:.0f} MiB with it; CPU per refund with it: "
+        + ", ".join(f"{k} {v * 1000 / n:.0f} ms" for k, v in cpu.items() if v is not None),
+    ]
+
+
 def render(report: dict[str, Any]) -> str:
     m, cfg = report["machine"], report["settings"]
     empty, refund = report["empty"], report["refund"]
@@ -121,6 +141,21 @@ def render(report: dict[str, Any]) -> str:
             f"    {name:<24} {cpu_e.get(name, float('nan')):>8.1f} {cpu_r[name]:>8.1f} "
             f"{cpu_r[name] / wall_r * 100:>21.0f}%"
         )
+    n_refund, n_empty = max(refund["count"], 1), max(empty["count"], 1)
+    worker_empty = cpu_e.get("empty-worker", float("nan"))
+    out += [
+        "",
+        f"  cost per execution:{'refund':>22} {'empty workflow':>16}",
+        f"    {'worker CPU ms':<26} {cpu_r.get('worker', float('nan')) * 1000 / n_refund:>10.1f} "
+        f"{worker_empty * 1000 / n_empty:>16.1f}",
+        f"    {'Temporal server CPU ms':<26} "
+        f"{cpu_r.get('temporal', float('nan')) * 1000 / n_refund:>10.1f} "
+        f"{cpu_e.get('temporal', float('nan')) * 1000 / n_empty:>16.1f}",
+        f"    {'API CPU ms':<26} {cpu_r.get('api', float('nan')) * 1000 / n_refund:>10.1f} "
+        f"{'-':>16}",
+        f"    {'history events':<26} {shape['events']:>10} {eshape['events']:>16}",
+    ]
+    out += render_backlog(report)
     bad = {k: v for k, v in report["log_problems"].items() if v["lines"]}
     if bad:
         out += ["", "  log lines that look like errors:"]

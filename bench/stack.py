@@ -42,6 +42,15 @@ class BenchStack:
     logs: dict[str, LogFile]
     temporal_version: str
 
+    @property
+    def reviewer_key(self) -> str:
+        """The reviewers' key (the review queue's reads): the platform key with a suffix."""
+        return reviewer_key(self.api_key)
+
+
+def reviewer_key(api_key: str) -> str:
+    return api_key + "_reviewer"
+
 
 def check_local_database(url: str) -> None:
     from sqlalchemy.engine import make_url
@@ -88,7 +97,7 @@ def bench_spec(mode: Mode, tmp: Path, database_url: str, api_key: str) -> StackS
     settings = Settings(
         environment="dev",
         database_url=database_url,
-        api_keys=f"{api_key}:platform",
+        api_keys=f"{api_key}:platform,{reviewer_key(api_key)}:reviewer",
         policy_path="",
         supplier_urls="",
         http_timeout_seconds=5.0,
