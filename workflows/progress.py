@@ -59,6 +59,8 @@ class Progress:
         self.batched = False
         self._unpublished: list[SearchAttributeUpdate[Any]] = []
         self._published_status = RefundStatus.SUBMITTED
+        # A commission freeze to make with the next report: the refund has to wait now.
+        self.freeze_on_rest: CommissionRequest | None = None
 
     @property
     def refund_id(self) -> str:
@@ -125,9 +127,11 @@ class Progress:
         cancel_order: bool = False,
         commissions: CommissionRequest | None = None,
     ) -> None:
-        """Write where the refund stands; with `commissions`, the commission move it
-        announces goes in the same transaction (one history marker, one write)."""
+        """Write where the refund stands; with `commissions` (or a freeze waiting for the
+        refund to rest), the commission move it announces goes in the same transaction (one
+        history marker, one write)."""
         self.publish()
+        commissions, self.freeze_on_rest = commissions or self.freeze_on_rest, None
         self.seq += 1
         report = ProgressReport(
             seq=self.seq,
