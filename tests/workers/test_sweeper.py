@@ -68,6 +68,7 @@ async def test_a_refund_never_started_is_started_as_the_api_would(scratch: Scrat
             every_seconds=0.05,
         )
     )
+
     async def noted() -> bool:
         async with scratch.reads() as session:
             row = await session.get(RefundRow, quiet)
@@ -76,7 +77,7 @@ async def test_a_refund_never_started_is_started_as_the_api_would(scratch: Scrat
     try:
         async with asyncio.timeout(10):
             await temporal.started.wait()
-            while not await noted():
+            while not await noted():  # noqa: ASYNC110 - a database row, not an event
                 await asyncio.sleep(0.05)
     finally:
         sweeping.cancel()
