@@ -207,8 +207,9 @@ async def test_recheck_at_the_supplier(env: WorkflowEnvironment) -> None:
     async with running_refund(env, revealed(), name="recheck_keys") as refund:
         await refund.wait_for_status(RefundStatus.PENDING_REVIEW)
         refund.backend.key_states[KEY_ID] = KeyState.REDEEMED
-        body = await refund.handle.execute_update(
-            RefundWorkflow.recheck_keys, RecheckRequest(reviewer="alice")
+        recheck: Any = RefundWorkflow.recheck_keys  # an async handler: mypy sees a coroutine
+        body: RefundBody = await refund.handle.execute_update(
+            recheck, RecheckRequest(reviewer="alice")
         )
         assert body.timeline[-1].stage == "card_key_rechecked"
         assert body.timeline[-1].detail == f"{KEY_ID}: redeemed"
