@@ -76,6 +76,17 @@ class Settings(BaseSettings):
 
     http_timeout_seconds: float = 10.0
 
+    # The buyer's progress page (/r/{refund_id}?t=...): links are HMAC-signed with this secret
+    # and expire after the TTL (the platform mints them: POST /v1/refunds/{id}/buyer-link).
+    buyer_link_secret: str = DEV_SECRET
+    buyer_link_ttl_hours: int = Field(default=720, ge=1, le=24 * 366)
+
+    # The reviewer console (/console): how long a sign-in lasts, sign-in attempts allowed per
+    # name (`limits` notation), and the Temporal UI each case links to.
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    console_sign_in_limit: str = "10/minute"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
     # The database pool of the API process (issue 8: a crowd of callers must not drain it).
     # A request that waits longer than the pool timeout for a connection gets 503.
     db_pool_size: int = Field(default=10, ge=1, le=1000)
@@ -105,9 +116,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
         if self.environment == "production":
-            for name in ("supplier_secret", "platform_webhook_secret"):
+            for name in ("supplier_secret", "platform_webhook_secret", "buyer_link_secret"):
                 if getattr(self, name) == DEV_SECRET:
                     raise ValueError(f"{name.upper()} must be set in production")
+            if len(self.buyer_link_secret) < 32:
+                raise ValueError("BUYER_LINK_SECRET must be at least 32 characters in production")
             if not self.api_keys:
                 raise ValueError("API_KEYS must be set in production")
             if self.wechat_public_key_id == SANDBOX_WECHAT_PUBLIC_KEY_ID:
@@ -135,7 +148,7 @@ class Settings(BaseSettings):
     def wechat_platform_cert_paths(self) -> list[str]:
         return [p.strip() for p in self.wechat_platform_certs.split(",") if p.strip()]
 
-    @field_validator("rate_limit_per_key", "rate_limit_per_buyer")
+    @field_validator("rate_limit_per_key", "rate_limit_per_buyer", "console_sign_in_limit")
     @classmethod
     def _rate_limits(cls, value: str) -> str:
         if value.strip():
