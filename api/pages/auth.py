@@ -101,9 +101,11 @@ def check_csrf(user: ConsoleUser, sent: str | None) -> None:
 
 def sign_in_needed_response(request: Request) -> Response:
     lang = language(request)
+    # "Expired" only where there was a session: a first visit just gets the sign-in page.
+    target = "/console/login?expired=1" if request.cookies.get(COOKIE) else "/console/login"
     if request.method == "GET" and "hx-request" not in request.headers:
-        return RedirectResponse("/console/login?expired=1", status_code=303)
-    headers = {"HX-Redirect": "/console/login?expired=1"}
+        return RedirectResponse(target, status_code=303)
+    headers = {"HX-Redirect": target}
     return page(
         "error.html",
         lang=lang,

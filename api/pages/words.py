@@ -152,6 +152,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "case.risk": ("风险信号", "Risk signals"),
     "case.no_signals": ("无风险信号", "No risk signals"),
     "case.weight": ("权重", "Weight"),
+    "case.signal": ("信号", "Signal"),
     "case.buyer": ("买家", "Buyer"),
     "case.buyer_age": ("首单于 {when}（{days} 天前）", "first order {when} ({days} days ago)"),
     "case.buyer_orders": ("订单 {n} 笔", "{n} orders"),
