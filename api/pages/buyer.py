@@ -126,16 +126,18 @@ def _events(body: RefundBody, lang: str) -> list[Event]:
         if entry.stage in ("evidence_requested", "appealed"):
             detail = entry.detail
         elif entry.stage == "rejected":
-            detail = _rejection_reason(body)
+            detail = _rejection_reason(body, entry.detail)
         events.append(Event(at=entry.at, words=words, detail=detail))
     return events
 
 
-def _rejection_reason(body: RefundBody) -> str:
-    """A reviewer's reason (written for the buyer), else the rules' explanation in Chinese."""
-    if body.review is not None and body.review.reviewer and body.review.note:
-        return body.review.note
-    return body.decision.explanation_zh if body.decision else ""
+def _rejection_reason(body: RefundBody, said: str) -> str:
+    """What the rejection said: a reviewer's reason is written for the buyer; the rules'
+    explanation is shown in its Chinese wording."""
+    decision = body.decision
+    if decision is not None and said == decision.explanation:
+        return decision.explanation_zh or said
+    return said
 
 
 async def _render(
@@ -173,6 +175,11 @@ async def _render(
         if body.review and body.review.awaiting_evidence
         else "",
         reason_words=word(f"reason.{body.reason.value}", lang),
+        why=_rejection_reason(
+            body, next((e.detail for e in reversed(body.timeline) if e.stage == "rejected"), "")
+        )
+        if body.status is RefundStatus.REJECTED
+        else "",
         link_expires=local_time(links.expires_at(t), "%Y-%m-%d"),
         done=done,
         refused=refused,

@@ -264,7 +264,6 @@ _WORDS: dict[str, tuple[str, str]] = {
     "b.ev.waiting_for_review": ("转人工审核", "Sent to an agent for review"),
     "b.ev.evidence_requested": ("客服请您补充凭证", "The agent asked you for evidence"),
     "b.ev.evidence_added": ("您补充了凭证", "You added evidence"),
-    "b.ev.approved": ("退款已通过", "Refund approved"),
     "b.ev.approved_for_payout": ("退款已通过", "Refund approved"),
     "b.ev.refund_sent": ("退款已发出", "Refund sent"),
     "b.ev.money_arrived": ("退款已到账", "Money arrived"),
