@@ -120,8 +120,8 @@ def _events(body: RefundBody, lang: str) -> list[Event]:
     for entry in body.timeline:
         key = f"b.ev.{entry.stage}"
         words = word(key, lang)
-        if words == key:
-            continue  # an internal stage: not the buyer's business
+        if words == key or (entry.stage == "card_key_checked" and entry.detail == "no card keys"):
+            continue  # an internal stage, or nothing checked: not the buyer's business
         detail = ""
         if entry.stage in ("evidence_requested", "appealed"):
             detail = entry.detail
