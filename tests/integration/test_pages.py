@@ -4,6 +4,7 @@ shown as text. The browser tests (tests/browser) drive the same pages in Chromiu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ import pytest
 
 from api.pages import links
 from domain.model import utcnow
-from tests.system import KEYS, System, course_order, unique
+from tests.system import KEYS, System, card_key_order, course_order, unique
 
 pytestmark = pytest.mark.integration
 
@@ -119,9 +120,11 @@ async def test_a_stale_session_gets_the_sign_in_page(system: System) -> None:
     async with sign_in(system, name=unique("rev")) as (client, _):
         queue = await client.get("/console/queue")
         await client.post("/console/logout", data={"csrf": _csrf(queue.text)})
-        again = await client.get("/console/queue")
-        assert again.status_code == 303 and "expired=1" in again.headers["location"]
+        again = await client.get("/console/queue")  # signed out: the cookie is gone
+        assert again.status_code == 303 and again.headers["location"] == "/console/login"
         client.cookies.set("kami_console", "made-up", path="/console")
+        stale = await client.get("/console/queue")
+        assert stale.status_code == 303 and "expired=1" in stale.headers["location"]
         posted = await client.post("/console/next", data={"csrf": "whatever"})
         assert posted.status_code == 401 and "会话已过期" in posted.text
         assert "Traceback" not in posted.text
@@ -188,3 +191,52 @@ async def test_buyer_page_shows_nothing_internal(system: System) -> None:
     for secret in ("INTERNAL-NOTE-42", "reviewer-zed", body["decision"]["rule"], "risk"):
         assert secret not in buyer.text, secret
     assert order["buyer_id"] not in buyer.text or True  # the buyer's own id is theirs
+
+
+async def test_asking_for_evidence_reaches_the_buyers_inbox_and_keys_are_rechecked(
+    system: System,
+) -> None:
+    order = card_key_order()
+    order["items"][0]["usage"]["key_revealed"] = True  # a person decides
+    await system.record(order)
+    refund_id = await system.refund_id(order, reason="invalid_key")
+    await system.wait_status(refund_id, "pending_review")
+    key = order["items"][0]["card_keys"][0]["card_key_id"]
+    await system.set_key(key, "redeemed")
+    async with sign_in(system, name=unique("rev")) as (client, _):
+        case = await client.get(f"/console/cases/{refund_id}")
+        csrf = _csrf(case.text)
+        asked = await client.post(
+            f"/console/cases/{refund_id}/ask", data={"csrf": csrf, "text": "请上传报错截图"}
+        )
+        assert asked.status_code == 303
+        rechecked = await client.post(f"/console/cases/{refund_id}/recheck", data={"csrf": csrf})
+        assert rechecked.status_code == 303
+        for _ in range(100):
+            page = await client.get(f"/console/cases/{refund_id}")
+            if "card_key_rechecked" in page.text:
+                break
+            await asyncio.sleep(0.1)
+        assert f'{key}</code> <span class="key key-redeemed">' in page.text
+    inbox = await system.get(f"/v1/notifications?recipient=buyer:{order['buyer_id']}")
+    messages = [n["body"].get("message") for n in inbox.json()["notifications"]]
+    assert "请上传报错截图" in messages
+    body = await system.body(refund_id)
+    assert body["review"]["awaiting_evidence"] is True
+
+
+def test_production_refuses_the_dev_buyer_link_secret() -> None:
+    from config.settings import Settings
+
+    production = {
+        "environment": "production",
+        "supplier_secret": "s",
+        "platform_webhook_secret": "w",
+        "api_keys": "k:admin",
+        "wechat_public_key_id": "PUB_KEY_ID_0000000000000000000000000000000000000001",
+    }
+    with pytest.raises(ValueError, match="BUYER_LINK_SECRET"):
+        Settings(**production)
+    with pytest.raises(ValueError, match="BUYER_LINK_SECRET"):
+        Settings(**production, buyer_link_secret="short")
+    assert Settings(**production, buyer_link_secret="x" * 32).buyer_link_secret
