@@ -228,7 +228,7 @@ async def test_asking_for_evidence_reaches_the_buyers_inbox_and_keys_are_recheck
 def test_production_refuses_the_dev_buyer_link_secret() -> None:
     from config.settings import Settings
 
-    production = {
+    production: dict[str, Any] = {
         "environment": "production",
         "supplier_secret": "s",
         "platform_webhook_secret": "w",
