@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     buyer_link_ttl_hours: int = Field(default=720, ge=1, le=24 * 366)
 
     # The reviewer console (/console): how long a sign-in lasts, sign-in attempts allowed per
-    # name (`limits` notation), and the Temporal UI each case links to.
+    # client address and name (`limits` notation), and the Temporal UI each case links to.
     console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     console_sign_in_limit: str = "10/minute"
     temporal_ui_url: str = "http://127.0.0.1:8233"

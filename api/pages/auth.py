@@ -159,7 +159,10 @@ async def login(
         raise PageError(403, "err.csrf", lang=language(request), back="/console/login")
     limiter: RateLimits = request.app.state.sign_in_limits
     try:
-        await limiter.hit(username or hashlib.sha256(api_key.encode()).hexdigest()[:16])
+        # Per client address and name: guessing one person's password, or keys, is slowed
+        # down; colleagues behind one office address each keep their own allowance.
+        client = request.client.host if request.client else "-"
+        await limiter.hit(client, username.strip() or "api-key")
     except Problem:
         return _login_page(request, error="login.too_many", status=429)
     if api_key:
