@@ -168,6 +168,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "case.approve_amount": ("退款金额（元），最多 {max}", "Amount (CNY), at most {max}"),
     "case.note": ("内部备注（买家不可见）", "Internal note (not shown to the buyer)"),
     "case.reject": ("拒绝 (r)", "Reject (r)"),
+    "case.waiting_second": ("您已批准，等待另一位审核员", "You approved; waiting for someone else"),
     "case.reject_template": ("拒绝理由模板", "Reason template"),
     "case.reject_text": ("补充说明（买家可见）", "More words (shown to the buyer)"),
     "case.ask": ("请买家补充凭证", "Ask the buyer for evidence"),

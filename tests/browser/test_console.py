@@ -129,8 +129,10 @@ async def test_four_eyes_needs_a_second_reviewer(browser: Any, system: System) -
         assert "需要另一位审核员复核" in await alice.inner_text("#flash")
         await shot(alice, "console-four-eyes-first")
         assert (await system.body(refund_id))["status"] == "pending_review"
-        # The same person again: refused by the workflow.
-        await alice.click("#approve")
+        # The same person again: the button says to wait; a form sent anyway is refused by
+        # the workflow.
+        assert await alice.locator("#approve").is_disabled()
+        await alice.evaluate("document.getElementById('approve-form').submit()")
         await alice.wait_for_selector("#refusal")
         assert "双人复核" in await alice.inner_text("#refusal")
         # Someone else: paid.
