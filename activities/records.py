@@ -159,6 +159,10 @@ class RefundRecords:
                 payload=event.payload,
                 at=now,
             )
+        if report.buyer_messages:
+            await outbox.message_buyer(
+                session, body, seq=report.seq, messages=report.buyer_messages, now=now
+            )
         if status_changed or report.alerts:
             await outbox.enqueue_status(
                 session,

@@ -12,7 +12,7 @@ import httpx
 from fastapi import Depends, FastAPI
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
-from api import problems
+from api import pages, problems
 from api.edge import EdgeGuard, RateLimits, limit_buyer_writes
 from api.openapi import document_router, install_problem_schema
 from api.routers import (
@@ -21,6 +21,7 @@ from api.routers import (
     gateways,
     notifications,
     orders,
+    people,
     refunds,
     reports,
     reviews,
@@ -83,10 +84,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         per_key=RateLimits("key", settings.rate_limit_per_key),
     )
-    for module in (orders, refunds, reviews, notifications, distributors, admin, gateways, reports):
+    for module in (
+        orders,
+        refunds,
+        reviews,
+        notifications,
+        distributors,
+        admin,
+        gateways,
+        reports,
+        people,
+    ):
         document_router(module.router)
         app.include_router(module.router)
     install_problem_schema(app)
+    # The reviewer console and the buyer's progress page (after the API's error handlers,
+    # which they wrap: pages answer errors with pages).
+    pages.install(app, settings)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)
     async def healthz() -> dict[str, str]:

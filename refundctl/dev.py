@@ -50,6 +50,7 @@ from refundctl.stack import (
 VAR_DIR = PROJECT_ROOT / "var"
 LOG_DIR = VAR_DIR / "log"
 DEMO_KEYS_FILE = VAR_DIR / "demo-keys.json"
+DEMO_CONSOLE = VAR_DIR / "demo-console.json"  # written by the seed (sandbox/console_demo.py)
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/kami.db"  # relative to the project root
 API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
@@ -190,6 +191,13 @@ def _banner(
     lines += [f"    {role:<10}  {key}" for role, key in keys.items()]
     if seeded:
         lines += ["", "  Demo shop recorded (refundctl seed)."]
+    lines += ["", f"  Reviewer console  {api_url}/console  (or sign in with the reviewer key)"]
+    demo = json.loads(DEMO_CONSOLE.read_text("utf-8")) if seeded and DEMO_CONSOLE.exists() else {}
+    lines += [
+        f"    account {user:<6} password {pw}" for user, pw in demo.get("accounts", {}).items()
+    ]
+    if demo.get("buyer_page"):
+        lines += [f"  Demo buyer page   {demo['buyer_page']}"]
     lines += ["", "  Ctrl-C stops everything.", "=" * 72, ""]
     return "\n".join(lines)
 
