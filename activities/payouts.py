@@ -29,6 +29,7 @@ from domain.types import PayoutState
 from peers.payouts import (
     AbnormalRefundRequest,
     AnswerUntrusted,
+    GatewayError,
     GatewayRefund,
     GatewayRefused,
     Gateways,
@@ -93,7 +94,22 @@ class Payouts:
             return await self._save(gateway, order, PayoutState.UNKNOWN, untrusted.codes)
         # GatewayUnavailable propagates: Temporal retries with the same number.
         crashpoint("payout.after_gateway")
+        if answer.state is PayoutState.PROCESSING and activity.info().attempt > 1:
+            answer = await self._settled_since(gateway, order, answer)
         return await self._save(gateway, order, answer.state, answer.raw_status, answer)
+
+    @staticmethod
+    async def _settled_since(
+        gateway: PayoutGateway, order: RefundOrder, answer: GatewayRefund
+    ) -> GatewayRefund:
+        """A retried send (its worker died mid-call) that answers "processing" is most likely
+        a repeat of a refund the gateway already made (Alipay: fund_change N): ask at once
+        rather than after the settlement back-off. Any doubt leaves it processing."""
+        try:
+            found = await gateway.query_refund(order)
+        except GatewayError:
+            return answer
+        return found if found.state.settled else answer
 
     @activity.defn(name="query_payout")
     async def query_payout(self, req: SettlementQuery) -> PayoutView:

@@ -15,7 +15,6 @@ from temporalio.exceptions import ApplicationError
 from activities.risk import assess_refund
 from domain.model import utcnow
 from domain.policy import Policy
-from domain.types import CommissionAction
 from store import audit, commissions, orders, outbox, progress
 from store import refunds as refund_rows
 from store.db import SessionFactory
@@ -59,9 +58,9 @@ class RefundRecords:
 
     @activity.defn(name="open_case")
     async def open_case(self, req: OpenCaseRequest) -> OpenedCase:
-        """Everything the decision needs, in one step of the workflow: the order, what other
-        refunds took, the policy in force and the risk; then, in one short write, the
-        distributors' commissions frozen and the refund marked as running."""
+        """Everything the decision needs, in one read-only step of the workflow: the order,
+        what other refunds took, the policy in force and the risk. (Commissions are frozen
+        when the refund first has to wait: `record_with_commissions`.)"""
         policy = self.policy()
         async with self.reads() as session:
             order = await orders.load_order(session, req.order_id)
@@ -89,30 +88,12 @@ class RefundRecords:
                 ),
                 policy,
             )
-        async with self.sessions.begin() as session:
-            await refund_rows.mark_running(session, req.refund_id)
-            frozen = (
-                await commissions.move_commissions(
-                    session,
-                    refund_id=req.refund_id,
-                    order_id=order.order_id,
-                    merchant_id=order.merchant_id,
-                    currency=order.currency,
-                    action=CommissionAction.FREEZE,
-                    refund_amount=req.amount,
-                    order_amount=order.amount,
-                    now=utcnow(),
-                )
-                if order.commissions
-                else []
-            )
         return OpenedCase(
             order=order,
             already_refunded=taken,
             policy=policy,
             policy_version=policy.version,
             risk=risk,
-            commissions=frozen,
         )
 
     @activity.defn(name="record_progress")
@@ -177,6 +158,10 @@ class RefundRecords:
                 subject=f"refund:{report.refund_id}",
                 payload=event.payload,
                 at=now,
+            )
+        if report.buyer_messages:
+            await outbox.message_buyer(
+                session, body, seq=report.seq, messages=report.buyer_messages, now=now
             )
         if status_changed or report.alerts:
             await outbox.enqueue_status(

@@ -13,7 +13,7 @@ import httpx
 from fastapi import Depends, FastAPI
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
-from api import problems
+from api import pages, problems
 from api.edge import EdgeGuard, RateLimits, limit_buyer_writes
 from api.openapi import document_router, install_problem_schema
 from api.operations import install_operations
@@ -23,6 +23,7 @@ from api.routers import (
     gateways,
     notifications,
     orders,
+    people,
     refunds,
     reports,
     reviews,
@@ -103,11 +104,15 @@ def create_app(
         admin,
         gateways,
         reports,
+        people,
         stuck,
     ):
         document_router(module.router)
         app.include_router(module.router)
     install_problem_schema(app)
+    # The reviewer console and the buyer's progress page (after the API's error handlers,
+    # which they wrap: pages answer errors with pages).
+    pages.install(app, settings)
     install_operations(app, settings, tracer)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)

@@ -35,11 +35,11 @@ class Settings(BaseSettings):
 
     database_url: str = f"sqlite+aiosqlite:///{VAR_DIR}/kami.db"
 
-    # Empty: whatever Temporal's own environment configuration says (TEMPORAL_ADDRESS and
-    # TEMPORAL_NAMESPACE, or the profile in temporal.toml), else 127.0.0.1:7233 and "default".
-    # TLS, mTLS and API keys come from there too (config/temporal.py).
-    temporal_address: str = ""
-    temporal_namespace: str = ""
+    # Set (in code or the environment), these win; unset, a temporal.toml profile's address
+    # and namespace do, else these defaults. TLS, mTLS and API keys come from Temporal's own
+    # environment configuration (config/temporal.py).
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
     task_queue: str = "refunds"
 
     # `key:role` pairs, comma separated: "pk_live_x:platform,rk_y:reviewer,ak_z:admin".
@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     platform_webhook_secret: str = DEV_SECRET
 
     http_timeout_seconds: float = 10.0
+
+    # The buyer's progress page (/r/{refund_id}?t=...): links are HMAC-signed with this secret
+    # and expire after the TTL (the platform mints them: POST /v1/refunds/{id}/buyer-link).
+    buyer_link_secret: str = DEV_SECRET
+    buyer_link_ttl_hours: int = Field(default=720, ge=1, le=24 * 366)
+
+    # The reviewer console (/console): how long a sign-in lasts, sign-in attempts allowed per
+    # client address and name (`limits` notation), and the Temporal UI each case links to.
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    console_sign_in_limit: str = "10/minute"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
 
     # The database pool of the API process (issue 8: a crowd of callers must not drain it).
     # A request that waits longer than the pool timeout for a connection gets 503.
@@ -164,6 +175,12 @@ class Settings(BaseSettings):
                     "WECHAT_PUBLIC_KEY_ID must be set in production "
                     "(your PUB_KEY_ID_..., or empty to use platform certificates only)"
                 )
+            # Buyers' links to their progress page are signed with it: a known or short
+            # secret would let anyone read any refund's page.
+            if self.buyer_link_secret == DEV_SECRET or len(self.buyer_link_secret) < 32:
+                raise ValueError(
+                    "BUYER_LINK_SECRET must be set in production (at least 32 characters)"
+                )
             if self.payload_key_text() and DEV_PAYLOAD_KEY_ID in parse_key_ids(
                 self.payload_key_text()
             ):
@@ -198,7 +215,7 @@ class Settings(BaseSettings):
     def wechat_platform_cert_paths(self) -> list[str]:
         return [p.strip() for p in self.wechat_platform_certs.split(",") if p.strip()]
 
-    @field_validator("rate_limit_per_key", "rate_limit_per_buyer")
+    @field_validator("rate_limit_per_key", "rate_limit_per_buyer", "console_sign_in_limit")
     @classmethod
     def _rate_limits(cls, value: str) -> str:
         if value.strip():

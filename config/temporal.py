@@ -6,8 +6,8 @@ TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS, TEMPORAL_TLS_SERVER_CA_CERT_
 TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY_PATH (each also as _DATA),
 TEMPORAL_TLS_SERVER_NAME, TEMPORAL_GRPC_META_*, or a profile of a temporal.toml
 (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE).
-Settings given in code (tests, `refundctl dev`) win over the profile for the address and
-the namespace; with nothing set at all it is the local dev server.
+An address or namespace given in code or as TEMPORAL_ADDRESS/TEMPORAL_NAMESPACE wins over
+the profile's; with nothing set at all it is the local dev server.
 
 What travels is encrypted (`config.payload_encryption`) and, when tracing is on, carries the
 trace along (`TracingInterceptor`). A connection that cannot be made is one line,
@@ -62,12 +62,24 @@ def connection_options(
         raise TemporalUnavailable(f"Temporal client configuration: {_one_line(err)}") from err
     options: dict[str, Any] = dict(profile.to_client_connect_config())
     options["target_host"] = (
-        settings.temporal_address or options.get("target_host") or DEFAULT_ADDRESS
+        _given(settings, "temporal_address")
+        or options.get("target_host")
+        or settings.temporal_address
+        or DEFAULT_ADDRESS
     )
     options["namespace"] = (
-        settings.temporal_namespace or options.get("namespace") or DEFAULT_NAMESPACE
+        _given(settings, "temporal_namespace")
+        or options.get("namespace")
+        or settings.temporal_namespace
+        or DEFAULT_NAMESPACE
     )
     return options
+
+
+def _given(settings: Settings, name: str) -> str:
+    """A setting someone gave (in code or the environment), not its default."""
+    value: str = getattr(settings, name)
+    return value if name in settings.model_fields_set else ""
 
 
 def payload_codec(settings: Settings) -> PayloadEncryption | None:

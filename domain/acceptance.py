@@ -8,15 +8,21 @@ database, so the answer cannot drift between two places."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from domain.refund import (
     AppealRequest,
     ApproveRequest,
     CancelRequest,
+    ClaimRequest,
+    EvidenceAsk,
     EvidenceRequest,
     PayoutView,
+    ReassignRequest,
+    RecheckRequest,
     RefundBody,
     RejectRequest,
+    ReleaseRequest,
     ResolveAction,
     ResolveRequest,
     refundable_now,
@@ -25,12 +31,20 @@ from domain.types import PayoutState, RefundStatus
 
 __all__ = [
     "Refusal",
+    "approval_amount",
+    "claim_holder",
     "may_add_evidence",
     "may_appeal",
     "may_approve",
+    "may_ask_for_evidence",
     "may_cancel",
+    "may_claim",
+    "may_reassign",
+    "may_recheck_keys",
     "may_reject",
+    "may_release",
     "may_resolve",
+    "needs_second_reviewer",
 ]
 
 
@@ -54,24 +68,125 @@ def _not_buyers(view: RefundBody, buyer_id: str) -> Refusal | None:
     return None
 
 
-def may_approve(view: RefundBody, req: ApproveRequest, *, answered: bool) -> Refusal | None:
-    """A reviewer approves a refund waiting for review, once per review, never more than is
-    refundable. `answered`: someone already approved or rejected this review."""
-    if view.status is not RefundStatus.PENDING_REVIEW:
-        return _not_now(view, "approve")
-    if answered:
-        return Refusal("another reviewer already answered this review", "already-answered")
-    refundable = refundable_now(view)
-    if req.amount is not None and req.amount > refundable:
-        return Refusal(f"at most {refundable} is refundable", "invalid-amount", "amount")
+def claim_holder(view: RefundBody, now: datetime) -> str | None:
+    """The reviewer whose claim on the case holds at `now` (a lapsed claim holds nothing)."""
+    review = view.review
+    if review is None or review.claimed_by is None or review.claimed_until is None:
+        return None
+    return review.claimed_by if review.claimed_until > now else None
+
+
+def _held_by_another(view: RefundBody, reviewer: str, now: datetime | None) -> Refusal | None:
+    holder = None if now is None else claim_holder(view, now)
+    if holder is not None and holder != reviewer:
+        assert view.review is not None and view.review.claimed_until is not None
+        until = view.review.claimed_until.strftime("%H:%M UTC")
+        return Refusal(f"{holder} is working on this case until {until}", "claimed-by-another")
     return None
 
 
-def may_reject(view: RefundBody, req: RejectRequest, *, answered: bool) -> Refusal | None:
+def _reviewable(view: RefundBody, what: str, *, answered: bool) -> Refusal | None:
     if view.status is not RefundStatus.PENDING_REVIEW:
-        return _not_now(view, "reject")
+        return _not_now(view, what)
     if answered:
         return Refusal("another reviewer already answered this review", "already-answered")
+    return None
+
+
+def approval_amount(view: RefundBody, req: ApproveRequest) -> int:
+    """What an approval pays: the amount asked, else everything refundable."""
+    return req.amount if req.amount is not None else refundable_now(view)
+
+
+def needs_second_reviewer(
+    view: RefundBody, req: ApproveRequest, *, four_eyes_above: int | None
+) -> bool:
+    """Four eyes: an approval above the policy's amount is only the first of two, unless it
+    is the second (a first approval already waits)."""
+    review = view.review
+    if four_eyes_above is None or (review is not None and review.first_approval is not None):
+        return False
+    return approval_amount(view, req) > four_eyes_above
+
+
+def may_approve(
+    view: RefundBody, req: ApproveRequest, *, answered: bool, now: datetime | None = None
+) -> Refusal | None:
+    """A reviewer approves a refund waiting for review, once per review, never more than is
+    refundable, never while another reviewer's claim holds (`now` given), and a second
+    approval (four eyes) only from another reviewer, for the amount the first approved.
+    `answered`: someone already approved or rejected this review."""
+    refusal = _reviewable(view, "approve", answered=answered) or _held_by_another(
+        view, req.reviewer, now
+    )
+    if refusal is not None:
+        return refusal
+    refundable = refundable_now(view)
+    if req.amount is not None and req.amount > refundable:
+        return Refusal(f"at most {refundable} is refundable", "invalid-amount", "amount")
+    first = view.review.first_approval if view.review else None
+    if first is not None:
+        if first.reviewer == req.reviewer:
+            return Refusal(
+                f"four eyes: {first.reviewer} approved first; a second, different reviewer "
+                "must approve",
+                "second-reviewer-needed",
+                "reviewer",
+            )
+        if req.amount is not None and req.amount != first.amount:
+            return Refusal(
+                f"{first.reviewer} approved {first.amount}; approve that amount or reject",
+                "invalid-amount",
+                "amount",
+            )
+    return None
+
+
+def may_reject(
+    view: RefundBody, req: RejectRequest, *, answered: bool, now: datetime | None = None
+) -> Refusal | None:
+    return _reviewable(view, "reject", answered=answered) or _held_by_another(
+        view, req.reviewer, now
+    )
+
+
+def may_claim(
+    view: RefundBody, req: ClaimRequest, *, answered: bool, now: datetime
+) -> Refusal | None:
+    """A reviewer takes a waiting case unless another's claim holds (their own: renewed)."""
+    return _reviewable(view, "claim", answered=answered) or _held_by_another(
+        view, req.reviewer, now
+    )
+
+
+def may_release(view: RefundBody, req: ReleaseRequest, *, now: datetime) -> Refusal | None:
+    """Only the reviewer holding a case gives it back."""
+    if view.status is not RefundStatus.PENDING_REVIEW:
+        return _not_now(view, "release")
+    if claim_holder(view, now) != req.reviewer:
+        return Refusal(f"{req.reviewer} does not hold this case", "not-claimed")
+    return None
+
+
+def may_reassign(view: RefundBody, req: ReassignRequest, *, answered: bool) -> Refusal | None:
+    """A supervisor gives a waiting case to a reviewer, whoever holds it now."""
+    return _reviewable(view, "reassign", answered=answered)
+
+
+def may_ask_for_evidence(
+    view: RefundBody, req: EvidenceAsk, *, answered: bool, now: datetime
+) -> Refusal | None:
+    return _reviewable(view, "ask for evidence on", answered=answered) or _held_by_another(
+        view, req.reviewer, now
+    )
+
+
+def may_recheck_keys(view: RefundBody, req: RecheckRequest, *, has_keys: bool) -> Refusal | None:
+    """Ask the supplier again, while a person is deciding."""
+    if view.status is not RefundStatus.PENDING_REVIEW:
+        return _not_now(view, "re-check the card keys of")
+    if not has_keys:
+        return Refusal("this refund has no card keys", "no-card-keys")
     return None
 
 

@@ -197,9 +197,16 @@ class ReviewExpiry(PolicyPart):
 
 
 class ReviewPolicy(PolicyPart):
+    """The review queue: the deadline and its re-alerts, what happens when it passes, how long
+    a reviewer's claim on a case holds (`claim_minutes`; then anyone may take it), and the
+    amount above which an approval needs a second, different reviewer
+    (`four_eyes_above_amount`, fen; null: never)."""
+
     deadline_hours: PositiveHours = 24
     realert_hours: PositiveHours = 4
     on_expiry: ReviewExpiry = Field(default_factory=ReviewExpiry)
+    claim_minutes: Annotated[int, Field(ge=1, le=24 * 60, strict=True)] = 30
+    four_eyes_above_amount: Fen | None = 50000
 
 
 class PayoutPolicy(PolicyPart):

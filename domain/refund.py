@@ -95,6 +95,38 @@ class RejectRequest(Model):
     reason: LongText = Field(min_length=1)
 
 
+class ClaimRequest(Model):
+    """A reviewer takes a case: nobody else may act on it until the claim lapses
+    (`review.claim_minutes`) or is released."""
+
+    reviewer: Identifier
+
+
+class ReleaseRequest(Model):
+    reviewer: Identifier
+
+
+class ReassignRequest(Model):
+    """A supervisor gives a case to another reviewer (the claim starts afresh)."""
+
+    supervisor: Identifier
+    to: Identifier
+
+
+class EvidenceAsk(Model):
+    """A reviewer asks the buyer for more evidence; `message` goes to the buyer's inbox and
+    progress page, and the case waits for the buyer's answer."""
+
+    reviewer: Identifier
+    message: LongText = Field(min_length=1)
+
+
+class RecheckRequest(Model):
+    """Ask the supplier again whether the refund's card keys were redeemed."""
+
+    reviewer: Identifier
+
+
 class ResolveAction(StrEnum):
     """What a supervisor or SRE does about a refund that needs attention."""
 
@@ -166,6 +198,15 @@ class DecisionView(Model):
     refundable_amount: Amount = 0
 
 
+class FirstApproval(Model):
+    """An approval above the four-eyes amount, waiting for a second, different reviewer."""
+
+    reviewer: str
+    amount: int
+    note: str = ""
+    at: UtcDatetime
+
+
 class ReviewView(Model):
     deadline: UtcDatetime
     escalated: bool = False
@@ -173,6 +214,14 @@ class ReviewView(Model):
     note: str | None = None
     appealed: bool = False
     appeal_text: str | None = None
+    # Who is working on the case, until when (a lapsed claim holds nothing).
+    claimed_by: str | None = None
+    claimed_until: UtcDatetime | None = None
+    # Four eyes: the first of two approvals, while the second is awaited.
+    first_approval: FirstApproval | None = None
+    # What a reviewer asked the buyer for; `awaiting_evidence` until the buyer adds some.
+    evidence_requested: str | None = None
+    awaiting_evidence: bool = False
 
 
 class RefundItemView(Model):

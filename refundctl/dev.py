@@ -1,8 +1,11 @@
 """`refundctl dev`: one command runs the whole system locally.
 
-Order matters and is the order of dependencies: keys and schema first, then Temporal, then the
-sandbox peers the worker talks to, then the worker, then the API that starts workflows, then
-the demo data through the API. Ctrl-C stops them in the reverse order.
+The processes are a `refundctl.stack` (the same code the bench, the chaos run and the tests
+start theirs with): keys and schema first, then Temporal, the sandbox peers the worker talks
+to, the worker, the API that starts workflows; then the demo data through the API. A child that
+crashes is restarted with back-off (one line says which, its exit code and the delay); Ctrl-C
+stops them all in the reverse order. Each child's output is on the terminal as `name | line`
+and in `var/log/<name>.log`.
 """
 
 from __future__ import annotations
@@ -24,23 +27,30 @@ from refundctl.devserver import (
     DEFAULT_UI_PORT,
     PROJECT_ROOT,
     DevServerError,
-    launch_dev_server,
-    wait_for_poller,
 )
 from refundctl.procs import (
     ChildProcess,
     ProcessExited,
-    Supervisor,
     port_is_open,
     prefixed_writer,
     refundctl_argv,
+)
+from refundctl.stack import (
+    ApiSpec,
+    DevServerSpec,
+    LogSpec,
+    RestartPolicy,
+    SandboxSpec,
+    StackSpec,
+    WorkerSpec,
     run_until_signalled,
-    wait_for_http,
-    wait_for_port,
+    start_stack,
 )
 
 VAR_DIR = PROJECT_ROOT / "var"
+LOG_DIR = VAR_DIR / "log"
 DEMO_KEYS_FILE = VAR_DIR / "demo-keys.json"
+DEMO_CONSOLE = VAR_DIR / "demo-console.json"  # written by the seed (sandbox/console_demo.py)
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/kami.db"  # relative to the project root
 API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
@@ -104,14 +114,6 @@ def _check_commands(names: list[str]) -> None:
         raise DevError("missing pieces:\n  " + "\n  ".join(missing))
 
 
-def _ensure_signing_keys() -> None:
-    try:
-        signing = importlib.import_module("peers.signing")
-    except ImportError as exc:
-        raise DevError(f"cannot create the sandbox signing keys: {exc}") from exc
-    signing.ensure_sandbox_keys(VAR_DIR / "keys")
-
-
 def load_demo_keys(path: Path = DEMO_KEYS_FILE) -> dict[str, str]:
     """role -> API key, generated once and kept in var/demo-keys.json so that scripts, browser
     tabs and the printed banner stay valid across restarts."""
@@ -154,6 +156,15 @@ async def _run_to_completion(name: str, argv: list[str], env: Mapping[str, str])
         raise ProcessExited(child)
 
 
+def _absolute_sqlite(url: str) -> str:
+    """A relative SQLite path means "in the project": the launcher migrates it, the children
+    (run in the project root) use it, wherever `refundctl dev` was started from."""
+    prefix, sep, path = url.partition(":///")
+    if not sep or not prefix.startswith("sqlite") or path.startswith("/") or path == ":memory:":
+        return url
+    return f"{prefix}:///{PROJECT_ROOT / path}"
+
+
 def _banner(
     *,
     api_url: str,
@@ -162,7 +173,7 @@ def _banner(
     keys: Mapping[str, str],
     database_url: str,
     seeded: bool,
-    worker_metrics: str | None = None,
+    worker_metrics: str = "",
 ) -> str:
     lines = [
         "",
@@ -173,6 +184,7 @@ def _banner(
         f"  Temporal UI   {ui_url or '(headless)'}",
         f"  Temporal      {temporal_address}",
         f"  Database      {database_url}",
+        f"  Logs          {LOG_DIR}/<process>.log",
         "",
         f"  Metrics       {api_url}/metrics (API)",
         f"                {worker_metrics or '(worker metrics off: port in use)'} (worker)",
@@ -185,8 +197,67 @@ def _banner(
     lines += [f"    {role:<10}  {key}" for role, key in keys.items()]
     if seeded:
         lines += ["", "  Demo shop recorded (refundctl seed)."]
+    lines += ["", f"  Reviewer console  {api_url}/console  (or sign in with the reviewer key)"]
+    demo = json.loads(DEMO_CONSOLE.read_text("utf-8")) if seeded and DEMO_CONSOLE.exists() else {}
+    lines += [
+        f"    account {user:<6} password {pw}" for user, pw in demo.get("accounts", {}).items()
+    ]
+    if demo.get("buyer_page"):
+        lines += [f"  Demo buyer page   {demo['buyer_page']}"]
     lines += ["", "  Ctrl-C stops everything.", "=" * 72, ""]
     return "\n".join(lines)
+
+
+def worker_metrics_address() -> str:
+    """The worker's /metrics (with the Temporal SDK's runtime metrics), if its port is free."""
+    if port_is_open(API_HOST, WORKER_METRICS_PORT):
+        return ""
+    return f"{API_HOST}:{WORKER_METRICS_PORT}"
+
+
+def dev_stack(args: argparse.Namespace, api_keys: str, database_url: str) -> StackSpec:
+    """What `refundctl dev` runs: every process on its fixed local port, data in var/."""
+    from config.settings import Settings
+    from sandbox.run import SandboxConfig
+
+    settings = Settings(
+        environment="dev",
+        database_url=database_url,
+        api_keys=api_keys,
+        worker_metrics_address=worker_metrics_address(),
+        codec_cors_origins=f"http://127.0.0.1:{args.ui_port},http://localhost:{args.ui_port}",
+    )
+    ports = SANDBOX_PEERS
+    return StackSpec(
+        settings=settings,
+        temporal=DevServerSpec(
+            port=args.port,
+            ui_port=args.ui_port,
+            headless=False,
+            db_file=DEFAULT_DB_FILE,
+            ui_codec_endpoint=f"http://{API_HOST}:{args.api_port}/codec",
+        ),
+        sandboxes=SandboxSpec(
+            SandboxConfig(
+                supplier_port=ports["supplier"],
+                alipay_port=ports["alipay"],
+                wechat_port=ports["wechatpay"],
+                platform_port=ports["platform"],
+                keys_dir=VAR_DIR / "keys",
+            ),
+            # Someone who points the webhooks at a receiver of their own keeps it.
+            platform_webhook="PLATFORM_WEBHOOK_URL" not in os.environ,
+        ),
+        workers=[WorkerSpec()],
+        apis=[ApiSpec(host=API_HOST, port=args.api_port)],
+        migrate=True,
+        logs=LogSpec(dir=LOG_DIR, echo=True),
+        restart=RestartPolicy(),
+    )
+
+
+def _notice(line: str) -> None:
+    print(f"refundctl dev: {line}", file=sys.stderr, flush=True)
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -198,10 +269,9 @@ async def _main(args: argparse.Namespace) -> int:
         raise DevError(f"ports already in use: {busy} (is another `refundctl dev` running?)")
 
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    _ensure_signing_keys()
-
-    api_url = f"http://{API_HOST}:{args.api_port}"
-    database_url = args.database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    database_url = _absolute_sqlite(
+        args.database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    )
     if os.environ.get("API_KEYS"):
         # Someone chose their own keys; use them rather than overriding with demo keys.
         keys = _keys_from_env(os.environ["API_KEYS"])
@@ -209,75 +279,22 @@ async def _main(args: argparse.Namespace) -> int:
     else:
         keys = load_demo_keys()
         api_keys = ",".join(f"{key}:{role}" for role, key in keys.items())
-    temporal_address = f"127.0.0.1:{args.port}"
-    # The worker's /metrics (and the Temporal SDK's runtime metrics), if its port is free.
-    worker_metrics_address = (
-        "" if port_is_open(API_HOST, WORKER_METRICS_PORT) else f"{API_HOST}:{WORKER_METRICS_PORT}"
-    )
-    env = {
-        "ENVIRONMENT": "dev",
-        "DATABASE_URL": database_url,
-        "TEMPORAL_ADDRESS": temporal_address,
-        "API_KEYS": api_keys,
-        "PUBLIC_BASE_URL": api_url,
-        "WORKER_METRICS_ADDRESS": worker_metrics_address,
-        "CODEC_CORS_ORIGINS": f"http://127.0.0.1:{args.ui_port},http://localhost:{args.ui_port}",
-        "PLATFORM_WEBHOOK_URL": os.environ.get(
-            "PLATFORM_WEBHOOK_URL",
-            f"http://127.0.0.1:{SANDBOX_PEERS['platform']}{PLATFORM_WEBHOOK_PATH}",
-        ),
-        # Children print through our pipes; unbuffered output keeps the interleaving honest.
-        "PYTHONUNBUFFERED": "1",
-    }
 
-    await _run_to_completion("migrate", refundctl_argv("migrate"), env)
-
-    async with Supervisor() as supervisor:
-        temporal = await launch_dev_server(
-            port=args.port,
-            ui_port=args.ui_port,
-            db_file=DEFAULT_DB_FILE,
-            output=prefixed_writer("temporal"),
-            ui_codec_endpoint=f"{api_url}/codec",
-        )
-        supervisor.adopt(temporal.process)
-
-        sandbox = await supervisor.start(
-            "sandbox",
-            refundctl_argv("sandbox"),
-            env=env,
-            cwd=PROJECT_ROOT,
-            output=prefixed_writer("sandbox"),
-        )
-        for port in SANDBOX_PEERS.values():
-            await wait_for_port("127.0.0.1", port, timeout_seconds=60, process=sandbox)
-
-        worker = await supervisor.start(
-            "worker",
-            refundctl_argv("worker"),
-            env=env,
-            cwd=PROJECT_ROOT,
-            output=prefixed_writer("worker"),
-        )
-        await wait_for_poller(temporal.address, worker, timeout_seconds=60)
-
-        api = await supervisor.start(
-            "api",
-            refundctl_argv("api", "--host", API_HOST, "--port", str(args.api_port)),
-            env=env,
-            cwd=PROJECT_ROOT,
-            output=prefixed_writer("api"),
-        )
-        await wait_for_http(f"{api_url}/docs", timeout_seconds=60, process=api)
-
+    async with start_stack(dev_stack(args, api_keys, database_url)) as stack:
         seeded = False
         if not args.no_seed:
+            from refundctl.stack import settings_env
+
             platform_key = keys.get("platform") or keys.get("admin", "")
             try:
                 await _run_to_completion(
                     "seed",
                     refundctl_argv("seed"),
-                    {**env, "API_BASE": api_url, "PLATFORM_API_KEY": platform_key},
+                    {
+                        **settings_env(stack.settings),
+                        "API_BASE": stack.api_url,
+                        "PLATFORM_API_KEY": platform_key,
+                    },
                 )
                 seeded = True
             except ProcessExited as exc:
@@ -286,22 +303,24 @@ async def _main(args: argparse.Namespace) -> int:
 
         print(
             _banner(
-                api_url=api_url,
-                temporal_address=temporal.address,
-                ui_url=temporal.ui_url,
+                api_url=stack.api_url,
+                temporal_address=stack.temporal_address,
+                ui_url=stack.temporal_ui_url,
                 keys=keys,
                 database_url=database_url,
                 seeded=seeded,
                 worker_metrics=(
-                    f"http://{worker_metrics_address}/metrics" if worker_metrics_address else None
+                    f"http://{stack.settings.worker_metrics_address}/metrics"
+                    if stack.settings.worker_metrics_address
+                    else ""
                 ),
             ),
             flush=True,
         )
-
-        died = await supervisor.wait_for_exit()
+        # Crashed children come back with back-off; this returns only if one may not.
+        died = await stack.supervise(notice=_notice)
         print(
-            f"\n{died.name} exited unexpectedly with code {died.returncode}; stopping the rest",
+            f"\n{died.name} exited unexpectedly with code {died.exit_code}; stopping the rest",
             file=sys.stderr,
         )
         return 1

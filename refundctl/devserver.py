@@ -12,44 +12,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shlex
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from refundctl.procs import (
-    ChildProcess,
-    OutputSink,
-    ProcessExited,
-    log_sink,
-    port_is_open,
-    prefixed_writer,
-    run_until_signalled,
-    wait_for_port,
-)
+from refundctl.procs import ChildProcess, ProcessExited
+from refundctl.ready import wait_for_port
 
 __all__ = [
     "COMPOSE_FILE",
     "COMPOSE_SERVICE",
-    "DevServer",
     "DevServerError",
     "add_arguments",
     "compose_command",
+    "compose_namespaces",
     "compose_search_attributes",
     "dev_server_args",
-    "launch_dev_server",
     "run",
-    "start_dev_server",
     "temporal_binary",
-    "wait_for_poller",
+    "temporal_version",
     "wait_until_ready",
 ]
 
@@ -170,6 +158,16 @@ def compose_search_attributes(path: Path = COMPOSE_FILE) -> dict[str, str]:
     return attributes
 
 
+def temporal_version() -> str:
+    """`temporal --version` of the binary the dev server runs from (for reports)."""
+    import subprocess
+
+    done = subprocess.run(
+        [temporal_binary(), "--version"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip()
+
+
 def compose_namespaces(path: Path = COMPOSE_FILE) -> list[str]:
     """Namespaces the server creates at launch; "default" always exists."""
     names = ["default"]
@@ -209,36 +207,11 @@ def dev_server_args(
     elif ui_port is not None:
         argv.append(f"--ui-port={ui_port}")
     if ui_codec_endpoint and not headless:
-        argv.append(f"--ui-codec-endpoint={ui_codec_endpoint}")
+        argv.append(f"--ui-codec-endpoint={ui_codec_endpoint}")  # the UI decrypts payloads
     return argv
 
 
 # --- running ---------------------------------------------------------------------------------
-
-
-@dataclass
-class DevServer:
-    """A running dev server started by `launch_dev_server` / `start_dev_server`."""
-
-    process: ChildProcess
-    host: str
-    port: int
-    ui_port: int | None
-    db_file: Path | None
-    namespace: str = "default"
-    search_attributes: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def address(self) -> str:
-        """host:port for `temporalio.client.Client.connect` and TEMPORAL_ADDRESS."""
-        return f"{self.host}:{self.port}"
-
-    @property
-    def ui_url(self) -> str | None:
-        return f"http://{self.host}:{self.ui_port}" if self.ui_port is not None else None
-
-    async def stop(self) -> None:
-        await self.process.stop()
 
 
 async def wait_until_ready(
@@ -287,134 +260,6 @@ async def wait_until_ready(
         await asyncio.sleep(0.2)
 
 
-async def launch_dev_server(
-    *,
-    port: int = DEFAULT_PORT,
-    ui_port: int | None = DEFAULT_UI_PORT,
-    db_file: str | Path | None = DEFAULT_DB_FILE,
-    headless: bool = False,
-    output: OutputSink | None = None,
-    startup_timeout_seconds: float = 90.0,
-    compose_file: Path = COMPOSE_FILE,
-    ui_codec_endpoint: str | None = None,
-) -> DevServer:
-    """Start the dev server and return once it is ready; the caller must `stop()` it.
-    `ui_codec_endpoint`: the codec endpoint the UI decrypts payloads with (the API's)."""
-    if port_is_open(LOCAL_IP, port):
-        raise DevServerError(
-            f"port {port} is already in use (another Temporal server?); stop it or pick another "
-            "port with --port"
-        )
-    if not headless and ui_port is not None and port_is_open(LOCAL_IP, ui_port):
-        raise DevServerError(f"UI port {ui_port} is already in use; pick another with --ui-port")
-    db_path = Path(db_file) if db_file is not None else None
-    if db_path is not None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = dev_server_args(
-        port=port,
-        ui_port=ui_port,
-        db_file=db_path,
-        headless=headless,
-        compose_file=compose_file,
-        ui_codec_endpoint=ui_codec_endpoint,
-    )
-    attributes = compose_search_attributes(compose_file)
-    process = ChildProcess("temporal", argv, output=output or log_sink("temporal"))
-    await process.start()
-    server = DevServer(
-        process=process,
-        host=LOCAL_IP,
-        port=port,
-        ui_port=None if headless else (ui_port if ui_port is not None else port + 1000),
-        db_file=db_path,
-        search_attributes=attributes,
-    )
-    try:
-        for namespace in compose_namespaces(compose_file):
-            await wait_until_ready(
-                server.address,
-                namespace=namespace,
-                search_attributes=list(attributes),
-                timeout_seconds=startup_timeout_seconds,
-                process=process,
-            )
-    except BaseException:
-        await process.stop()
-        raise
-    return server
-
-
-@contextlib.asynccontextmanager
-async def start_dev_server(
-    *,
-    port: int = DEFAULT_PORT,
-    ui_port: int | None = DEFAULT_UI_PORT,
-    db_file: str | Path | None = DEFAULT_DB_FILE,
-    headless: bool = False,
-    output: OutputSink | None = None,
-    startup_timeout_seconds: float = 90.0,
-    compose_file: Path = COMPOSE_FILE,
-) -> AsyncIterator[DevServer]:
-    """`async with start_dev_server(...) as server:` ready on entry, terminated on exit."""
-    server = await launch_dev_server(
-        port=port,
-        ui_port=ui_port,
-        db_file=db_file,
-        headless=headless,
-        output=output,
-        startup_timeout_seconds=startup_timeout_seconds,
-        compose_file=compose_file,
-    )
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-async def wait_for_poller(
-    address: str,
-    process: ChildProcess,
-    *,
-    task_queue: str = "refunds",
-    namespace: str = "default",
-    timeout_seconds: float = 60.0,
-) -> None:
-    """Wait until `process` (a worker) polls `task_queue` for workflow tasks.
-
-    A killed worker stays listed as a poller for a while, so "someone polls" is not enough after
-    a restart: this waits for a poller whose identity carries the process's pid (the SDK's
-    default identity is `<pid>@<host>`) or, for custom identities, one seen since it started.
-    """
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-    from temporalio.client import Client
-
-    client = await Client.connect(address, namespace=namespace)
-    request = DescribeTaskQueueRequest(
-        namespace=namespace,
-        task_queue=TaskQueue(name=task_queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-    )
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        if process.returncode is not None or process.pid is None:
-            raise ProcessExited(process)
-        response = await client.workflow_service.describe_task_queue(request)
-        started = process.started_at or 0.0
-        for poller in response.pollers:
-            if poller.identity.startswith(f"{process.pid}@"):
-                return
-            if poller.last_access_time.ToSeconds() >= started:
-                return
-        if time.monotonic() >= deadline:
-            raise TimeoutError(
-                f"{process.name} (pid {process.pid}) is not polling {task_queue!r} after "
-                f"{timeout_seconds:.0f}s; last output:\n" + "\n".join(process.tail(40))
-            )
-        await asyncio.sleep(0.2)
-
-
 # --- `refundctl temporal` --------------------------------------------------------------------
 
 
@@ -445,21 +290,26 @@ def run(args: argparse.Namespace) -> int:
         print(shlex.join(argv))
         return 0
 
+    from config.settings import get_settings
+    from refundctl.stack import DevServerSpec, LogSpec, StackSpec, run_until_signalled, start_stack
+
+    spec = StackSpec(
+        settings=get_settings(),
+        temporal=DevServerSpec(
+            port=args.port, ui_port=args.ui_port, headless=args.headless, db_file=args.db_file
+        ),
+        logs=LogSpec(echo=True),
+    )
+
     async def main() -> int:
-        async with start_dev_server(
-            port=args.port,
-            ui_port=args.ui_port,
-            db_file=args.db_file,
-            headless=args.headless,
-            output=prefixed_writer("temporal"),
-        ) as server:
-            print(f"Temporal dev server ready at {server.address}", flush=True)
-            if server.ui_url:
-                print(f"Temporal UI: {server.ui_url}", flush=True)
+        async with start_stack(spec) as stack:
+            print(f"Temporal dev server ready at {stack.temporal_address}", flush=True)
+            if stack.temporal_ui_url:
+                print(f"Temporal UI: {stack.temporal_ui_url}", flush=True)
             print("Ctrl-C to stop.", flush=True)
-            code = await server.process.wait()
-            print(f"Temporal dev server exited with code {code}", file=sys.stderr)
-            return code or 1
+            died = await stack.supervise()
+            print(f"Temporal dev server exited with code {died.exit_code}", file=sys.stderr)
+            return died.exit_code or 1
 
     try:
         code = run_until_signalled(main)

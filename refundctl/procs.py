@@ -1,9 +1,9 @@
-"""Child-process supervision for `refundctl dev`, `refundctl temporal` and the test harness.
+"""Child processes and their output, the part of `refundctl.stack` that runs subprocesses.
 
 Each child runs in its own session (process group) so that Ctrl-C in the terminal reaches only
-the supervisor, which then stops the children itself in reverse start order: API before worker
-before sandboxes before Temporal, so nothing is left talking to a peer that is already gone.
-Stopping is SIGTERM to the whole group, then SIGKILL after a grace period.
+the launcher, which then stops the children itself (`refundctl.stack` does it in reverse start
+order). Stopping is SIGTERM to the whole group, then SIGKILL after a grace period. A child's
+output is read line by line and handed to a sink: a log file, the terminal, a logger.
 """
 
 from __future__ import annotations
@@ -18,27 +18,22 @@ import signal
 import socket
 import sys
 import time
-import weakref
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import httpx
-
 __all__ = [
     "ChildProcess",
+    "LogFile",
     "OutputSink",
     "ProcessExited",
-    "Supervisor",
+    "fan_out",
     "free_port",
     "log_sink",
     "port_is_open",
     "prefixed_writer",
     "refundctl_argv",
-    "run_until_signalled",
-    "wait_for_http",
-    "wait_for_port",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,6 +83,43 @@ def log_sink(name: str, *, level: int = logging.INFO) -> OutputSink:
         child_logger.log(level, "%s", line)
 
     return write
+
+
+def fan_out(*sinks: OutputSink) -> OutputSink:
+    """One sink writing every line to each of `sinks` (a log file and the terminal, say)."""
+
+    def write(line: str) -> None:
+        for sink in sinks:
+            sink(line)
+
+    return write
+
+
+class LogFile:
+    """A child's output appended to a file; counts the lines that look like errors, so a
+    report can say which child complained without anyone reading every log."""
+
+    BAD = ("Traceback", " ERROR ", "ERROR:", "CRITICAL")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.bad_lines = 0
+        self.first_bad: list[str] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("a", encoding="utf-8")
+
+    def __call__(self, line: str) -> None:
+        if self._fh.closed:
+            return
+        self._fh.write(line + "\n")
+        self._fh.flush()
+        if any(b in line for b in self.BAD):
+            self.bad_lines += 1
+            if len(self.first_bad) < 3:
+                self.first_bad.append(line[:300])
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -288,189 +320,3 @@ class ChildProcess:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-# --- readiness -----------------------------------------------------------------------------------
-
-
-def _check_alive(process: ChildProcess | None) -> None:
-    if process is not None and process.returncode is not None:
-        raise ProcessExited(process)
-
-
-async def wait_for_port(
-    host: str,
-    port: int,
-    *,
-    timeout_seconds: float = 30.0,
-    process: ChildProcess | None = None,
-    interval: float = 0.1,
-) -> None:
-    """Wait until host:port accepts TCP connections; fail fast if `process` dies meanwhile."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        _check_alive(process)
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1.0)
-        except (OSError, TimeoutError):
-            pass
-        else:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return
-        if time.monotonic() >= deadline:
-            who = f" ({process.name})" if process is not None else ""
-            raise TimeoutError(
-                f"nothing listens on {host}:{port}{who} after {timeout_seconds:.0f}s"
-            )
-        await asyncio.sleep(interval)
-
-
-async def wait_for_http(
-    url: str,
-    *,
-    timeout_seconds: float = 30.0,
-    process: ChildProcess | None = None,
-    interval: float = 0.2,
-    ready: Callable[[int], bool] = lambda status: status < 500,
-) -> None:
-    """Wait until GET url answers with a status `ready` accepts (default: anything but 5xx)."""
-    deadline = time.monotonic() + timeout_seconds
-    last_error = "no answer"
-    async with httpx.AsyncClient(timeout=2.0) as client:
-        while True:
-            _check_alive(process)
-            try:
-                response = await client.get(url)
-            except httpx.HTTPError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-            else:
-                if ready(response.status_code):
-                    return
-                last_error = f"HTTP {response.status_code}"
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{url} not ready after {timeout_seconds:.0f}s ({last_error})")
-            await asyncio.sleep(interval)
-
-
-# --- supervision ---------------------------------------------------------------------------------
-
-
-class Supervisor:
-    """Owns a set of children; stops them in reverse start order when its block exits.
-
-    ```
-    async with Supervisor() as sup:
-        api = await sup.start("api", refundctl_argv("api"), env=...)
-        await wait_for_http("http://127.0.0.1:8000/docs", process=api)
-        await sup.wait_for_exit()      # returns when any child dies
-    ```
-    """
-
-    def __init__(self, *, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> None:
-        self.grace_seconds = grace_seconds
-        self.children: list[ChildProcess] = []
-        # Set by a second Ctrl-C: stop waiting politely and SIGKILL what is left.
-        self.hurry = asyncio.Event()
-
-    async def start(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: str | Path | None = None,
-        output: OutputSink | None = None,
-    ) -> ChildProcess:
-        child = ChildProcess(
-            name, argv, env=env, cwd=cwd, output=output, grace_seconds=self.grace_seconds
-        )
-        # Register before starting so even a half-started child is cleaned up.
-        self.children.append(child)
-        await child.start()
-        return child
-
-    def adopt(self, child: ChildProcess) -> ChildProcess:
-        """Supervise a child started elsewhere (e.g. the Temporal dev server)."""
-        if child not in self.children:
-            self.children.append(child)
-        return child
-
-    async def wait_for_exit(self) -> ChildProcess:
-        """Block until one of the children exits and return it; the caller decides what it means."""
-        while True:
-            for child in self.children:
-                if child.returncode is not None:
-                    return child
-            await asyncio.sleep(0.2)
-
-    async def stop_all(self) -> None:
-        # Reverse order, one at a time: a consumer stops before what it consumes.
-        for child in reversed(self.children):
-            try:
-                await child.stop(grace_seconds=self.grace_seconds, hurry=self.hurry)
-            except Exception:
-                logger.exception("stopping %s failed", child.name)
-
-    async def __aenter__(self) -> Self:
-        _live_supervisors.add(self)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await self.stop_all()
-        finally:
-            _live_supervisors.discard(self)
-
-
-# Supervisors inside an `async with`, so a repeated Ctrl-C can tell them all to hurry.
-_live_supervisors: weakref.WeakSet[Supervisor] = weakref.WeakSet()
-
-
-def run_until_signalled(
-    main: Callable[[], Coroutine[Any, Any, int]],
-    *,
-    on_signal: Callable[[int], None] | None = None,
-) -> int:
-    """Run `main()` until it returns or SIGINT/SIGTERM arrives, then let it unwind.
-
-    The first signal cancels `main`, so its `async with Supervisor()` blocks stop the children
-    in order. A second signal does not cancel again (that would abandon the orderly stop half
-    way); it sets `hurry` on every live supervisor, turning the remaining graceful waits into
-    immediate SIGKILLs. `on_signal(n)` is called with the count, e.g. to print "stopping...".
-    Returns main's exit code, or 130 after a signal, like a shell.
-    """
-
-    async def runner() -> int:
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(main())
-        signals_seen = 0
-
-        def handle() -> None:
-            nonlocal signals_seen
-            signals_seen += 1
-            if on_signal is not None:
-                on_signal(signals_seen)
-            if signals_seen == 1:
-                task.cancel()
-            else:
-                for supervisor in list(_live_supervisors):
-                    supervisor.hurry.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, handle)
-        try:
-            return await task
-        except asyncio.CancelledError:
-            return 130
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    return asyncio.run(runner())

@@ -13,6 +13,7 @@ import httpx
 
 from config.settings import get_settings
 from domain.types import Role
+from sandbox import console_demo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +177,10 @@ def run(args: argparse.Namespace) -> int:
                 f"{order['items'][0]['title']}, ¥{order['amount'] / 100:.2f} "
                 f"via {order['payments'][0]['channel']}"
             )
+    # The reviewer console's demo queue, accounts and a buyer's link (sandbox/console_demo.py).
+    admin = next((k for k, r in settings.roles_by_key().items() if r is Role.ADMIN), None)
+    demo = console_demo.make(args.api, platform_key=platform_key(), admin_key=admin, prefix=prefix)
+    print(f"  console {demo['console']}  demo buyer page {demo['buyer_page']}")
     print(
         f'\nTry: POST /v1/refunds with {{"order_id": "{prefix}O-1001", "buyer_id": "U-42", '
         f'"reason": "invalid_key"}} (automatic)\n'

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from store.models import AuditRow
 from store.upsert import insert_ignore
@@ -47,6 +48,16 @@ def _digest(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_TAIL = "kami_audit_tail"  # the chain's tail as this transaction left it (session.info)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_tail(session: Session, transaction: SessionTransaction) -> None:
+    """Another transaction may append next: the tail is read afresh after this one."""
+    if transaction.parent is None:
+        session.info.pop(_TAIL, None)
+
+
 async def append(
     session: AsyncSession,
     *,
@@ -57,13 +68,16 @@ async def append(
     payload: dict[str, Any],
     at: datetime,
 ) -> bool:
-    """Append once per `event_key` (a retried activity appends nothing new)."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        # One appender at a time, or two could chain onto the same tail. (SQLite's
-        # BEGIN IMMEDIATE already serialises writers.)
-        await session.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
-    tail = await session.scalar(select(AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1))
-    prev = tail or GENESIS
+    """Append once per `event_key` (a retried activity appends nothing new). Appends in one
+    transaction chain onto each other without reading the tail back each time."""
+    prev = session.info.get(_TAIL)
+    if prev is None:
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            # One appender at a time, or two could chain onto the same tail. (SQLite's
+            # BEGIN IMMEDIATE already serialises writers.)
+            await session.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
+        tail = await session.scalar(select(AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1))
+        prev = tail or GENESIS
     # Stored payloads come back through JSON: hash what will be read back.
     payload = json.loads(json.dumps(payload, default=str, ensure_ascii=False))
     row = {
@@ -77,7 +91,10 @@ async def append(
         "hash": _digest(prev, event_key, at, actor, action, subject, payload),
     }
     # An event already appended (a retried activity) is skipped by its unique key.
-    return await insert_ignore(session, AuditRow, [row]) == 1
+    appended = await insert_ignore(session, AuditRow, [row]) == 1
+    # The tail for the next append in this transaction (gone with the session).
+    session.info[_TAIL] = row["hash"] if appended else prev
+    return appended
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ async def move_commissions(
 ) -> list[CommissionView]:
     """Freeze (creating the refund's shares, pro rata of `refund_amount / order_amount`),
     claw back or release every share of the refund's order commissions; the shares as they
-    stand after the move."""
+    stand after the move. A claw-back of shares never frozen (a refund that paid out before
+    it ever had to wait) takes them straight from the distributor's available commission."""
     req = _Move(
         refund_id, order_id, merchant_id, currency, action, refund_amount, order_amount, now
     )
@@ -64,7 +65,12 @@ async def move_commissions(
             .order_by(CommissionRow.level, CommissionRow.beneficiary_id)
         )
     ).all()
-    if action is CommissionAction.FREEZE:
+    if action is not CommissionAction.RELEASE:
+        # The refund's shares: created frozen, or (claw-back) as earned when nothing froze
+        # them; shares that exist already stay as they are.
+        start = (
+            CommissionState.FROZEN if action is CommissionAction.FREEZE else CommissionState.EARNED
+        )
         await insert_ignore(
             session,
             RefundCommissionRow,
@@ -74,7 +80,7 @@ async def move_commissions(
                     "beneficiary_id": s.beneficiary_id,
                     "level": s.level,
                     "amount": pro_rata(s.amount, refund_amount, order_amount),
-                    "state": CommissionState.FROZEN,
+                    "state": start,
                     "updated_at": now,
                 }
                 for s in shares
@@ -101,9 +107,26 @@ async def _move(session: AsyncSession, req: _Move, row: RefundCommissionRow) -> 
     now = req.now
     who = row.beneficiary_id
     # Each step's ledger transaction is named after the step: a retry posts nothing new.
-    # The appeal cycle (freeze, release, freeze again) gets its own names via `cycle`.
-    cycle = await _cycle(session, req.refund_id, who)
-    if req.action is CommissionAction.FREEZE:
+    # The appeal cycle (freeze, release, freeze again) gets its own names via `cycle`; a share
+    # never frozen has none.
+    cycle = 0 if row.state is CommissionState.EARNED else await _cycle(session, req.refund_id, who)
+    if row.state is CommissionState.EARNED and req.action is CommissionAction.CLAW_BACK:
+        posted = await ledger.post(
+            session,
+            f"refund:{req.refund_id}:commission:{who}:{row.level}:claw_back",
+            {
+                ledger.commission_available(who): -row.amount,
+                ledger.merchant_settlement(req.merchant_id): row.amount,
+            },
+            currency=req.currency,
+            now=now,
+            refund_id=req.refund_id,
+            memo="commission clawed back pro rata (the refund paid out at once)",
+        )
+        crashpoint("commissions.claw_back")
+        left = await ledger.balance(session, ledger.commission_available(who), req.currency)
+        row.state = CommissionState.DEBT if left < 0 else CommissionState.CLAWED_BACK
+    elif req.action is CommissionAction.FREEZE:
         if row.state not in (CommissionState.FROZEN, CommissionState.RELEASED):
             return
         posted = await ledger.post(

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -160,6 +161,11 @@ class RefundRow(Base):
     device_id: Mapped[str | None] = mapped_column(ID)
     risk_level: Mapped[RiskLevel | None] = mapped_column(Words(RiskLevel, 16))
     review_deadline: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The review as the console's queue filters it (copied from `review` with each report):
+    # who holds the case until when, and whether it waits for the buyer's evidence.
+    claimed_by: Mapped[str | None] = mapped_column(ID)
+    claimed_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    awaiting_evidence: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     policy_version: Mapped[str | None] = mapped_column(String(64))
     # The parts of the contract body the workflow owns, kept as the workflow last reported them.
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -312,6 +318,8 @@ class AuditRow(Base):
     """Append-only and hash-chained: each entry's hash covers the previous entry's hash."""
 
     __tablename__ = "audit_log"
+    # The supervisors' view counts a day's decisions by action.
+    __table_args__ = (Index("ix_audit_action_at", "action", "at"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -359,3 +367,33 @@ class BlacklistRow(Base):
     value: Mapped[str] = mapped_column(String(128), primary_key=True)
     reason: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ConsoleAccountRow(Base):
+    """A person who signs in to the reviewer console. Only a password hash (argon2) is kept."""
+
+    __tablename__ = "console_accounts"
+
+    username: Mapped[str] = mapped_column(ID, primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))  # reviewer | supervisor | admin
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ConsoleSessionRow(Base):
+    """A signed-in console session. The cookie holds a random token; only its SHA-256 is
+    stored, so a database read does not hand out sessions. Forms carry `csrf`."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(ID)  # the identity actions are taken under
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(16))  # password | api_key
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)

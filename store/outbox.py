@@ -19,6 +19,7 @@ INBOX = "inbox"
 SUPERVISOR = "supervisor"
 SUPERVISORS = "supervisors"
 UPLINE = "upline"
+MESSAGE = "message"  # a reviewer's message to the buyer (more evidence, please)
 
 UPLINE_WORDS = {
     "freeze": "frozen while a refund of the sale is open",
@@ -48,6 +49,25 @@ async def enqueue_status(
     for alert in alerts:
         alert_body = {"refund_id": body.refund_id, "message": alert, "status": body.status.value}
         rows.append(_row(body, seq, SUPERVISOR, SUPERVISORS, alert_body, now, delivered=True))
+    await insert_ignore(session, NotificationRow, rows)
+
+
+async def message_buyer(
+    session: AsyncSession, body: RefundBody, *, seq: int, messages: list[str], now: datetime
+) -> None:
+    """A reviewer's words to the buyer, in their in-app inbox (delivered once written)."""
+    rows = [
+        _row(
+            body,
+            seq * 100 + i,  # several messages in one report stay distinct
+            MESSAGE,
+            f"buyer:{body.buyer_id}",
+            {"refund_id": body.refund_id, "message": message, "status": body.status.value},
+            now,
+            delivered=True,
+        )
+        for i, message in enumerate(messages)
+    ]
     await insert_ignore(session, NotificationRow, rows)
 
 

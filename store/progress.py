@@ -42,6 +42,9 @@ async def apply_report(
     row.risk_level = body.risk.level if body.risk else None
     row.review = dumped(body.review)
     row.review_deadline = body.review.deadline if body.review else None
+    row.claimed_by = body.review.claimed_by if body.review else None
+    row.claimed_until = body.review.claimed_until if body.review else None
+    row.awaiting_evidence = bool(body.review and body.review.awaiting_evidence)
     row.policy_version = body.decision.policy_version if body.decision else row.policy_version
     row.evidence = [e.model_dump(mode="json") for e in body.evidence]
     row.updated_at = now

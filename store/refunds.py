@@ -374,6 +374,15 @@ async def pending_reviews(
     return rows, next_cursor
 
 
+async def count_in_status(
+    session: AsyncSession, status: RefundStatus, *, merchant_id: str | None = None
+) -> int:
+    stmt = select(func.count()).select_from(RefundRow).where(RefundRow.status == status)
+    if merchant_id is not None:
+        stmt = stmt.where(RefundRow.merchant_id == merchant_id)
+    return int(await session.scalar(stmt) or 0)
+
+
 async def attention_cases(session: AsyncSession, *, limit: int = 100) -> list[RefundRow]:
     """Refunds whose money a person must locate (ABNORMAL, unverifiable), longest waiting
     first, read with their parts."""

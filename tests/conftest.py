@@ -1,26 +1,32 @@
 """Session fixtures for the integration tests: a real Temporal dev server, the database
 (SQLite, or PostgreSQL when CI exports DATABASE_URL), the sandbox peers on real ports,
-the worker, and the API served by uvicorn. Tests talk to the API over real HTTP."""
+the worker, and the API served by uvicorn, started by `refundctl.stack` as `refundctl dev`
+starts them (in this process here). Tests talk to the API over real HTTP."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from api.app import create_app
 from config.settings import Settings
 from domain.policy import default_policy_text
-from sandbox.run import SandboxConfig, SandboxURLs, running_sandboxes
+from refundctl.stack import (
+    ApiSpec,
+    ExternalTemporal,
+    SandboxSpec,
+    StackSpec,
+    WorkerSpec,
+    start_stack,
+)
+from refundctl.stack import serve_api as serve_api  # tests that need a second API use it
+from sandbox.run import SandboxConfig
 from store.migrate import upgrade
-from tests.harness import free_port, session_database, temporal_dev_server
+from tests.harness import session_database, temporal_dev_server
 from tests.system import KEYS, System
-from workers.main import serve
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +44,7 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 def base_settings(tmp: Path, database_url: str, temporal_address: str) -> Settings:
-    keys = tmp / "keys"
+    """The session's settings; the stack points them at its sandboxes and their keys."""
     # A policy file of the session's own, so tests can change the policy at run time.
     policy = tmp / "policy.yaml"
     policy.write_text(default_policy_text(), encoding="utf-8")
@@ -48,77 +54,46 @@ def base_settings(tmp: Path, database_url: str, temporal_address: str) -> Settin
         database_url=database_url,
         temporal_address=temporal_address,
         api_keys=",".join(f"{k}:{role}" for role, k in KEYS.items()) + ",pk-other:platform",
-        alipay_private_key_path=str(keys / "alipay_app_private.pem"),
-        alipay_public_key_path=str(keys / "alipay_platform_public.pem"),
-        wechat_private_key_path=str(keys / "wechat_merchant_private.pem"),
-        wechat_platform_certs=str(keys / "wechat_platform_cert.pem"),
-        wechat_public_key_path=str(keys / "wechat_pubkey_public.pem"),
         http_timeout_seconds=2.0,
+        # Every console test signs in from 127.0.0.1: far more often than a person would.
+        console_sign_in_limit="1000/minute",
     )
 
 
-def pointed_at(settings: Settings, urls: SandboxURLs, api_port: int) -> Settings:
-    """The settings of a service talking to these sandboxes, reachable on `api_port`."""
-    return settings.model_copy(
-        update={
-            "supplier_url": urls.supplier,
-            "alipay_url": urls.alipay,
-            "wechat_url": urls.wechat,
-            "platform_webhook_url": urls.platform_webhook,
-            "public_base_url": f"http://127.0.0.1:{api_port}",
-        }
+def system_sandboxes(
+    keys_dir: Path, *, fault_delay: float, notify_retry_delays: tuple[float, ...]
+) -> SandboxSpec:
+    """The sandbox peers in this process on free ports, settling "processing" refunds fast."""
+    return SandboxSpec(
+        SandboxConfig(
+            supplier_port=0,
+            alipay_port=0,
+            wechat_port=0,
+            platform_port=0,
+            keys_dir=keys_dir,
+            settle_after=0.5,
+            fault_delay=fault_delay,
+            notify_retry_delays=notify_retry_delays,
+        ),
+        mode="inprocess",
     )
-
-
-class QuietServer(uvicorn.Server):
-    """Leaves SIGINT/SIGTERM to pytest: the server shares the test process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serve_api(settings: Settings, port: int) -> AsyncIterator[str]:
-    server = QuietServer(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture(scope="session")
 async def system(
     tmp_path_factory: pytest.TempPathFactory, database_url: str, temporal_address: str
 ) -> AsyncIterator[System]:
+    """Sandboxes, the refund worker and the API, all in this process (refundctl.stack)."""
     tmp = tmp_path_factory.mktemp("system")
-    settings = base_settings(tmp, database_url, temporal_address)
-    sandbox_config = SandboxConfig(
-        supplier_port=0,
-        alipay_port=0,
-        wechat_port=0,
-        platform_port=0,
-        keys_dir=tmp / "keys",
-        settle_after=0.5,
-        fault_delay=4.0,
-        notify_retry_delays=(0.2, 0.5),
+    spec = StackSpec(
+        settings=base_settings(tmp, database_url, temporal_address),
+        temporal=ExternalTemporal(temporal_address),
+        sandboxes=system_sandboxes(tmp / "keys", fault_delay=4.0, notify_retry_delays=(0.2, 0.5)),
+        workers=[WorkerSpec(mode="inprocess")],
+        apis=[ApiSpec(mode="inprocess")],
     )
-    api_port = free_port()
-    async with running_sandboxes(sandbox_config, settings=settings) as urls:
-        settings = pointed_at(settings, urls, api_port)
-        stop = asyncio.Event()
-        worker = asyncio.create_task(serve(settings, stop=stop))
-        async with serve_api(settings, api_port) as api_url, httpx.AsyncClient(timeout=10) as http:
-            yield System(settings=settings, api_url=api_url, sandboxes=urls, http=http)
-        stop.set()
-        await worker
+    async with start_stack(spec) as stack, httpx.AsyncClient(timeout=10) as http:
+        assert stack.sandboxes is not None
+        yield System(
+            settings=stack.settings, api_url=stack.api_url, sandboxes=stack.sandboxes, http=http
+        )

@@ -11,13 +11,9 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from refundctl.devserver import (
-    COMPOSE_FILE,
-    compose_search_attributes,
-    dev_server_args,
-    start_dev_server,
-)
-from refundctl.procs import free_port
+from config.settings import Settings
+from refundctl.devserver import COMPOSE_FILE, compose_search_attributes, dev_server_args
+from refundctl.stack import DevServerSpec, StackSpec, start_stack
 from tests.harness import temporal_dev_server
 
 # The CONTRACT's "Temporal surface", written out independently of temporal-dev.yml.
@@ -120,9 +116,12 @@ async def test_dev_server_keeps_workflows_in_its_db_file_and_stops_cleanly(
     tmp_path: Path,
 ) -> None:
     db_file = tmp_path / "temporal.db"
-    async with start_dev_server(
-        port=free_port(), headless=True, db_file=db_file, ui_port=None
-    ) as server:
-        assert server.address.startswith("127.0.0.1:")
-    assert server.process.returncode == 0
+    spec = StackSpec(
+        settings=Settings(environment="test"),
+        temporal=DevServerSpec(headless=True, db_file=db_file),
+    )
+    async with start_stack(spec) as stack:
+        assert stack.temporal_address.startswith("127.0.0.1:")
+        temporal = stack.process("temporal")
+    assert temporal.exit_code == 0
     assert db_file.exists()

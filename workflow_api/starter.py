@@ -9,6 +9,7 @@ importing the class would bring its activities into every process that starts re
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -24,6 +25,8 @@ from workflows.messages import RefundInput
 from workflows.search import WORKFLOW_TYPE, start_search_attributes
 
 log = logging.getLogger(__name__)
+
+WORKFLOW_TASK_TIMEOUT = timedelta(seconds=4)
 
 
 class StartFailed(Exception):
@@ -63,6 +66,10 @@ async def start(temporal: Client, inp: RefundInput, *, task_queue: str) -> None:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             search_attributes=start_search_attributes(inp),
             static_summary=f"refund {inp.refund_id} of order {inp.order_id}",
+            # A worker that dies inside a workflow task (its local activities included) hands
+            # the refund on after this, not the default 10 s; long local activities keep the
+            # task alive with heartbeats.
+            task_timeout=WORKFLOW_TASK_TIMEOUT,
             result_type=RefundBody,
         )
     except WorkflowAlreadyStartedError:

@@ -214,6 +214,8 @@ class ProgressReport(Model):
     reprice_items: bool = False  # the decision priced the items: store body.items anew
     alerts: list[str] = Field(default_factory=list)
     audit: list[AuditEvent] = Field(default_factory=list)
+    # Messages from a reviewer to the buyer's inbox (more evidence, please).
+    buyer_messages: list[str] = Field(default_factory=list)
 
     @property
     def refund_id(self) -> str:

@@ -54,11 +54,14 @@ class Progress:
         self.items_repriced = False  # the decision priced the items: store them anew
         self.alerts: list[str] = []
         self.audit: list[AuditEvent] = []
+        self.buyer_messages: list[str] = []
         # Batched: search attributes change once per stage the refund rests in (`publish`),
         # not once per status word it passes through; each upsert is a history event.
         self.batched = False
         self._unpublished: list[SearchAttributeUpdate[Any]] = []
         self._published_status = RefundStatus.SUBMITTED
+        # A commission freeze to make with the next report: the refund has to wait now.
+        self.freeze_on_rest: CommissionRequest | None = None
 
     @property
     def refund_id(self) -> str:
@@ -102,6 +105,10 @@ class Progress:
         ]
         self.view.payouts.append(payout)
 
+    def tell_buyer(self, message: str) -> None:
+        """A message to the buyer's inbox, written with the next report."""
+        self.buyer_messages.append(message)
+
     def alert(self, message: str) -> None:
         """A supervisor alert, written with the next report."""
         self.alerts.append(message)
@@ -125,9 +132,11 @@ class Progress:
         cancel_order: bool = False,
         commissions: CommissionRequest | None = None,
     ) -> None:
-        """Write where the refund stands; with `commissions`, the commission move it
-        announces goes in the same transaction (one history marker, one write)."""
+        """Write where the refund stands; with `commissions` (or a freeze waiting for the
+        refund to rest), the commission move it announces goes in the same transaction (one
+        history marker, one write)."""
         self.publish()
+        commissions, self.freeze_on_rest = commissions or self.freeze_on_rest, None
         self.seq += 1
         report = ProgressReport(
             seq=self.seq,
@@ -138,9 +147,13 @@ class Progress:
             reprice_items=self.items_repriced,
             alerts=self.alerts,
             audit=self.audit,
+            buyer_messages=self.buyer_messages,
         )
+        # What this report carries: entries a handler adds while it is written go out with
+        # the next one, not lost between the two.
+        reported = len(self.view.timeline)
         self.unreported = self.items_repriced = False
-        self.alerts, self.audit = [], []
+        self.alerts, self.audit, self.buyer_messages = [], [], []
         if commissions is None:
             await workflow.execute_local_activity(
                 steps.record_progress,
@@ -156,7 +169,7 @@ class Progress:
                 retry_policy=DB_RETRY,
             )
             self.view.commissions = moved.commissions
-        self.reported_entries = len(self.view.timeline)
+        self.reported_entries = reported
 
     async def wait(self, done: Callable[[], bool], *, until: datetime) -> bool:
         """Wait for `done()` until a deadline, reporting handler-made changes (evidence) as

@@ -160,8 +160,7 @@ class RefundWorkflow(RefundRequests):
             return None
         self.order, self.policy = opened.order, opened.policy
         self.view.items = priced_items(opened.order, self.inp.items)
-        self.view.commissions = opened.commissions
-        self.commissions_frozen = bool(opened.order.commissions)
+        await self._commissions(CommissionAction.FREEZE)  # made when the refund first rests
         self.progress.set_status(RefundStatus.CHECKING, "checking_card_key", "asking the supplier")
         return opened.already_refunded, opened.risk
 
@@ -171,7 +170,7 @@ class RefundWorkflow(RefundRequests):
         if decision.amount or decision.outcome in (Outcome.AUTO_APPROVE, Outcome.REVIEW):
             self.view.amount = decision.amount
         self.view.destination = decision.destination
-        if decision.items:
+        if decision.items and decision.items != self.view.items:
             self.view.items = list(decision.items)
             self.progress.items_repriced = True
         self.progress.audited(
@@ -400,12 +399,23 @@ class RefundWorkflow(RefundRequests):
 
     async def _commissions(self, action: CommissionAction) -> CommissionRequest | None:
         """Freeze the distributors' commissions while the refund is open; claw them back
-        (pro rata) when it pays, release them when it does not. On the lean path the move
-        is returned, to go into the next report's transaction; before it, it ran here."""
+        (pro rata) when it pays, release them when it does not.
+
+        On the lean path every move goes into a report's transaction: a freeze into the first
+        report of a refund that has to wait (review, a payout settling), the outcome's into
+        the last. A refund that pays out before it ever waited was never frozen: its
+        claw-back takes the commission straight back, and a release has nothing to do.
+        Before the lean path, each move ran here, in a local activity of its own."""
         if self.order is None or not self.order.commissions:
             return None
         if (action is CommissionAction.FREEZE) is self.commissions_frozen:
             return None  # frozen once; clawed back or released only what was frozen
+        if self.lean and action is not CommissionAction.FREEZE and self.progress.freeze_on_rest:
+            # Never frozen: nothing to release; a claw-back takes it back directly.
+            self.progress.freeze_on_rest = None
+            self.commissions_frozen = False
+            if action is CommissionAction.RELEASE:
+                return None
         move = CommissionRequest(
             refund_id=self.inp.refund_id,
             order_id=self.order.order_id,
@@ -416,7 +426,10 @@ class RefundWorkflow(RefundRequests):
             order_amount=self.order.amount,
         )
         self.commissions_frozen = action is CommissionAction.FREEZE
-        if self.lean and action is not CommissionAction.FREEZE:
+        if self.lean:
+            if action is CommissionAction.FREEZE:
+                self.progress.freeze_on_rest = move
+                return None
             return move
         answer = await workflow.execute_local_activity(
             steps.move_commissions,

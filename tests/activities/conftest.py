@@ -3,6 +3,7 @@ against a real database (this package's own, see tests/scratch.py) and fake peer
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -23,7 +24,11 @@ async def scratch(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scr
 
 
 async def run_activity(
-    activity: Callable[[Arg], Awaitable[Result]], arg: Arg, *, heartbeats: list[Any] | None = None
+    activity: Callable[[Arg], Awaitable[Result]],
+    arg: Arg,
+    *,
+    heartbeats: list[Any] | None = None,
+    attempt: int = 1,
 ) -> Result:
     """Run one activity as a worker would: in an activity context, with its argument and its
     result passed through the data converter the worker uses (so a message that does not
@@ -31,6 +36,7 @@ async def run_activity(
     converter = pydantic_data_converter.payload_converter
     env = ActivityEnvironment()
     env.payload_converter = converter
+    env.info = dataclasses.replace(env.info, attempt=attempt)
     if heartbeats is not None:
         env.on_heartbeat = lambda *details: heartbeats.append(details)
     sent: Any = converter.from_payload(converter.to_payload(arg), type(arg))

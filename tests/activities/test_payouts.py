@@ -159,6 +159,24 @@ async def test_processing_is_settled_by_a_query(
     assert len(alipay.queried) == 1
 
 
+async def test_a_retried_send_answering_processing_is_checked_at_once(
+    scratch: Scratch, payouts: Payouts, alipay: FakeGateway
+) -> None:
+    """The worker died mid-call; Temporal retries the send, and Alipay answers a repeated
+    number with fund_change N ("processing"): the refund it already made is found at once."""
+    _, req = await payout_request(scratch)
+    alipay.sends = [refund(PayoutState.PROCESSING, req.amount, "fund_change=N")]
+    alipay.queries = [refund(PayoutState.SUCCEEDED, req.amount, "REFUND_SUCCESS")]
+
+    retried = await run_activity(payouts.send_payout, req, attempt=2)
+
+    assert retried.state is PayoutState.SUCCEEDED and len(alipay.queried) == 1
+    _, first = await payout_request(scratch)
+    alipay.sends = [refund(PayoutState.PROCESSING, first.amount, "fund_change=N")]
+    assert (await run_activity(payouts.send_payout, first)).state is PayoutState.PROCESSING
+    assert len(alipay.queried) == 1  # a first call's "processing" waits for the back-off
+
+
 async def test_a_verified_refusal_fails_the_payout_and_is_not_retried(
     scratch: Scratch, payouts: Payouts, alipay: FakeGateway
 ) -> None:

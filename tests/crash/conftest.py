@@ -3,24 +3,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from sandbox.run import SandboxConfig, running_sandboxes
+from refundctl.stack import ApiSpec, ExternalTemporal, LogSpec, StackSpec, WorkerSpec, start_stack
 from store.db import make_engine
-from tests.conftest import base_settings, pointed_at, serve_api
+from tests.conftest import base_settings, system_sandboxes
 from tests.crash.rig import (
     FAULT_DELAY,
     TASK_QUEUE,
+    WORKER,
     WORKER_HTTP_TIMEOUT,
     CrashSystem,
-    worker_env,
+    crash_env,
 )
-from tests.harness import free_port, worker_process
 from tests.system import System
 
 
@@ -31,50 +30,37 @@ async def crash_system(
     tmp = tmp_path_factory.mktemp("crash")
     crash_dir = tmp / "crashpoints"
     crash_dir.mkdir()
-    settings = base_settings(tmp, database_url, temporal_address).model_copy(
-        update={"task_queue": TASK_QUEUE, "http_timeout_seconds": WORKER_HTTP_TIMEOUT}
+    CrashSystem.disarm_in(crash_dir)  # before the worker starts
+    # The worker's output, line by line: shown by pytest for a failing test.
+    logging.getLogger(f"refundctl.child.{WORKER}").setLevel(logging.INFO)
+    spec = StackSpec(
+        settings=base_settings(tmp, database_url, temporal_address).model_copy(
+            update={"task_queue": TASK_QUEUE, "http_timeout_seconds": WORKER_HTTP_TIMEOUT}
+        ),
+        temporal=ExternalTemporal(temporal_address),
+        sandboxes=system_sandboxes(
+            tmp / "keys", fault_delay=FAULT_DELAY, notify_retry_delays=(0.2, 0.5, 1.0, 2.0)
+        ),
+        workers=[WorkerSpec(name=WORKER, env=crash_env(crash_dir))],
+        apis=[ApiSpec(mode="inprocess")],
+        logs=LogSpec(to_logging=True),
     )
-    sandbox_config = SandboxConfig(
-        supplier_port=0,
-        alipay_port=0,
-        wechat_port=0,
-        platform_port=0,
-        keys_dir=tmp / "keys",
-        settle_after=0.5,
-        fault_delay=FAULT_DELAY,
-        notify_retry_delays=(0.2, 0.5, 1.0, 2.0),
-    )
-    api_port = free_port()
-    async with running_sandboxes(sandbox_config, settings=settings) as urls:
-        settings = pointed_at(settings, urls, api_port)
-        # The worker's output, line by line: shown by pytest for a failing test.
-        logging.getLogger("refundctl.child.crash-worker").setLevel(logging.INFO)
-        worker = worker_process(
-            temporal_address=temporal_address,
-            database_url=database_url,
-            env=worker_env(settings, crash_dir),
-            name="crash-worker",
-        )
+    async with start_stack(spec) as stack, httpx.AsyncClient(timeout=10) as http:
+        assert stack.sandboxes is not None
         engine = make_engine(database_url)
-        async with (
-            serve_api(settings, api_port) as api_url,
-            httpx.AsyncClient(timeout=10) as http,
-        ):
-            rig = CrashSystem(
-                system=System(settings=settings, api_url=api_url, sandboxes=urls, http=http),
-                worker=worker,
-                temporal_address=temporal_address,
-                crash_dir=crash_dir,
-                engine=engine,
-            )
-            rig.disarm_all()
-            try:
-                await rig.start_worker()
-                yield rig
-            finally:
-                with contextlib.suppress(Exception):
-                    await worker.stop(grace_seconds=5)
-                await engine.dispose()
+        rig = CrashSystem(
+            system=System(
+                settings=stack.settings, api_url=stack.api_url, sandboxes=stack.sandboxes, http=http
+            ),
+            service=stack.process(WORKER),
+            temporal_address=temporal_address,
+            crash_dir=crash_dir,
+            engine=engine,
+        )
+        try:
+            yield rig
+        finally:
+            await engine.dispose()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The crash rig: the same system as `tests/conftest.py`'s `system`, except that the worker is
-a real `refundctl worker` subprocess that can die (at a crash point, or by SIGKILL) and be
-started again, configured entirely through its environment like a deployed worker.
+a real `refundctl worker` subprocess of the stack that can die (at a crash point, or by SIGKILL)
+and be started again, configured entirely through its environment like a deployed worker.
 
 The API runs in-process, as in `system`, on the crash rig's own task queue: the in-process
 worker of `system` may poll `refunds` in the same pytest session and must never pick up a
@@ -22,14 +22,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.crashpoints import marker
-from config.settings import Settings
+from refundctl.procs import ChildProcess
+from refundctl.stack import ProcessService
 from store import ledger
 from store.db import make_session_factory
 from store.models import BalanceRow, LedgerEntryRow, PayoutRow
-from tests.harness import ChildProcess, wait_for_worker
 from tests.system import System
 
 TASK_QUEUE = "refunds-crash"
+WORKER = "crash-worker"
 CRASHPOINTS = (
     "payout.before_gateway",
     "payout.after_gateway",
@@ -45,25 +46,18 @@ WORKER_HTTP_TIMEOUT = 6.0
 CRASH_RECOVERY_SECONDS = 90.0
 
 
-def worker_env(settings: Settings, crash_dir: Path) -> dict[str, str]:
-    """Every setting as the environment variable `Settings` reads (prefix-free, upper case),
-    so the worker subprocess sees exactly what the in-process API sees, whatever the test
-    runner's own environment holds."""
-    env = {
-        name.upper(): str(value)
-        for name, value in settings.model_dump().items()
-        if isinstance(value, str | int | float)
+def crash_env(crash_dir: Path) -> dict[str, str]:
+    """Every crash point listed for the worker (the stack gives it the settings as well)."""
+    return {
+        "KAMI_CRASHPOINTS": ",".join(CRASHPOINTS),
+        "KAMI_CRASHPOINT_DIR": str(crash_dir),
     }
-    env["KAMI_CRASHPOINTS"] = ",".join(CRASHPOINTS)
-    env["KAMI_CRASHPOINT_DIR"] = str(crash_dir)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 @dataclass
 class CrashSystem:
     system: System
-    worker: ChildProcess
+    service: ProcessService
     temporal_address: str
     crash_dir: Path
     engine: AsyncEngine
@@ -71,8 +65,7 @@ class CrashSystem:
     # --- crash points --------------------------------------------------------------------
 
     def disarm_all(self) -> None:
-        for name in CRASHPOINTS:
-            marker(name, self.crash_dir).touch()
+        self.disarm_in(self.crash_dir)
 
     def arm(self, name: str) -> None:
         assert name in CRASHPOINTS, name
@@ -84,10 +77,20 @@ class CrashSystem:
 
     # --- the worker ----------------------------------------------------------------------
 
+    @staticmethod
+    def disarm_in(crash_dir: Path) -> None:
+        for name in CRASHPOINTS:
+            marker(name, crash_dir).touch()
+
+    @property
+    def worker(self) -> ChildProcess:
+        return self.service.child
+
     async def start_worker(self) -> None:
-        if not self.worker.running:
-            await self.worker.start()
-        await wait_for_worker(self.temporal_address, self.worker, task_queue=TASK_QUEUE)
+        """A live worker polling the crash queue (a new process if the last one died)."""
+        if not self.service.running:
+            await self.service.start()
+        await self.service.wait_ready()
 
     async def wait_for_death(self, within: float = 60.0) -> int:
         """The worker's exit code once it died by itself (a crash point fired)."""
@@ -99,8 +102,8 @@ class CrashSystem:
                 f"the worker did not crash within {within:.0f}s; last output:\n{tail}"
             ) from None
 
-    async def kill_worker(self) -> int | None:
-        return await self.worker.kill()
+    async def kill_worker(self) -> None:
+        await self.service.kill()
 
     # --- sandbox gateways ----------------------------------------------------------------
 

@@ -3,7 +3,7 @@ Update validators and signals ask nothing else)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,12 +12,18 @@ from domain.refund import (
     AppealRequest,
     ApproveRequest,
     CancelRequest,
+    ClaimRequest,
     DecisionView,
     Evidence,
+    EvidenceAsk,
     EvidenceRequest,
+    FirstApproval,
     PayoutView,
+    ReassignRequest,
+    RecheckRequest,
     RefundBody,
     RejectRequest,
+    ReleaseRequest,
     ResolveAction,
     ResolveRequest,
     ReviewView,
@@ -140,3 +146,82 @@ def test_resolve_only_what_needs_attention() -> None:
     assert acceptance.may_resolve(view, rescue, attention=payout) is not None
     abnormal = payout.model_copy(update={"state": PayoutState.ABNORMAL})
     assert acceptance.may_resolve(view, rescue, attention=abnormal) is None
+
+
+# --------------------------------------------------------- the console: claims, four eyes
+
+
+def claimed(by: str, *, minutes: int = 10, first: str | None = None) -> RefundBody:
+    view = refund(RefundStatus.PENDING_REVIEW)
+    assert view.review is not None
+    view.review.claimed_by = by
+    view.review.claimed_until = NOW + timedelta(minutes=minutes)
+    if first is not None:
+        view.review.first_approval = FirstApproval(reviewer=first, amount=5000, at=NOW)
+    return view
+
+
+def test_a_claim_holds_others_off_until_it_lapses() -> None:
+    view = claimed("alice")
+    bob = ApproveRequest(reviewer="bob")
+    refusal = acceptance.may_approve(view, bob, answered=False, now=NOW)
+    assert refusal is not None and refusal.problem == "claimed-by-another"
+    assert "alice is working on this case until 00:10 UTC" in refusal.reason
+    assert (
+        acceptance.may_approve(view, ApproveRequest(reviewer="alice"), answered=False, now=NOW)
+        is None
+    )
+    later = NOW + timedelta(minutes=11)
+    assert acceptance.may_approve(view, bob, answered=False, now=later) is None
+    assert acceptance.claim_holder(view, later) is None
+    assert (
+        acceptance.may_claim(view, ClaimRequest(reviewer="bob"), answered=False, now=later) is None
+    )
+    assert acceptance.may_release(view, ReleaseRequest(reviewer="bob"), now=NOW) is not None
+    assert acceptance.may_release(view, ReleaseRequest(reviewer="alice"), now=NOW) is None
+    # Without a clock (the API's old callers' path in tests), claims are not consulted.
+    assert acceptance.may_approve(view, bob, answered=False) is None
+
+
+@pytest.mark.parametrize("status", ALL)
+def test_console_actions_only_while_a_review_waits(status: RefundStatus) -> None:
+    view = refund(status)
+    waiting = status is RefundStatus.PENDING_REVIEW
+    checks = [
+        acceptance.may_claim(view, ClaimRequest(reviewer="a"), answered=False, now=NOW),
+        acceptance.may_reassign(view, ReassignRequest(supervisor="s", to="a"), answered=False),
+        acceptance.may_ask_for_evidence(
+            view, EvidenceAsk(reviewer="a", message="m"), answered=False, now=NOW
+        ),
+        acceptance.may_recheck_keys(view, RecheckRequest(reviewer="a"), has_keys=True),
+    ]
+    assert [c is None for c in checks] == [waiting] * 4
+
+
+def test_recheck_needs_card_keys() -> None:
+    view = refund(RefundStatus.PENDING_REVIEW)
+    refusal = acceptance.may_recheck_keys(view, RecheckRequest(reviewer="a"), has_keys=False)
+    assert refusal is not None and refusal.problem == "no-card-keys"
+
+
+def test_four_eyes_second_approval_is_someone_else_for_the_same_amount() -> None:
+    view = claimed("nobody", minutes=-1, first="alice")
+    same = acceptance.may_approve(view, ApproveRequest(reviewer="alice"), answered=False, now=NOW)
+    assert same is not None and same.problem == "second-reviewer-needed"
+    other_amount = acceptance.may_approve(
+        view, ApproveRequest(reviewer="bob", amount=100), answered=False, now=NOW
+    )
+    assert other_amount is not None and other_amount.field == "amount"
+    assert (
+        acceptance.may_approve(view, ApproveRequest(reviewer="bob"), answered=False, now=NOW)
+        is None
+    )
+
+
+def test_which_approvals_need_a_second_reviewer() -> None:
+    view = refund(RefundStatus.PENDING_REVIEW)
+    full, part = ApproveRequest(reviewer="a"), ApproveRequest(reviewer="a", amount=4000)
+    assert acceptance.needs_second_reviewer(view, full, four_eyes_above=4000)
+    assert not acceptance.needs_second_reviewer(view, part, four_eyes_above=4000)
+    assert not acceptance.needs_second_reviewer(view, full, four_eyes_above=None)
+    assert not acceptance.needs_second_reviewer(claimed("x", first="b"), full, four_eyes_above=4000)

@@ -1,6 +1,8 @@
 """Building blocks for the test fixtures (tests/conftest.py wires them into pytest).
 
-Plain functions and async context managers, so a fixture decides its own scope:
+The processes themselves are started by `refundctl.stack`, the same code `refundctl dev`,
+`refundctl bench` and `refundctl chaos` use; what is test-specific here is the database (a
+fresh one per session, PostgreSQL when CI asks for it) and a Temporal server per session:
 
 ```
 @pytest.fixture(scope="session")
@@ -12,20 +14,15 @@ async def temporal_address() -> AsyncIterator[str]:
 async def database_url(tmp_path_factory) -> AsyncIterator[str]:
     async with session_database(tmp_path_factory.mktemp("db")) as url:
         yield url
-
-async def test_worker_crash(temporal_address, database_url, tmp_path):
-    async with worker_process(temporal_address=temporal_address, database_url=database_url) as w:
-        await wait_for_worker(temporal_address, w)
-        ...
-        await w.kill()                      # SIGKILL mid-refund
-        await w.start()                     # a fresh worker resumes the workflow
-        await wait_for_worker(temporal_address, w)
 ```
+
+A test that needs a worker it can SIGKILL describes it as a subprocess `WorkerSpec` of its stack
+(tests/crash/conftest.py) and uses `stack.process(name)`: `kill()`, `start()`, `wait_ready()`.
 """
 
-from refundctl.procs import ChildProcess, ProcessExited, free_port, wait_for_http, wait_for_port
+from refundctl.procs import ChildProcess, ProcessExited, free_port
+from refundctl.ready import wait_for_http, wait_for_port
 from tests.harness.database import drop_database, postgres_or_sqlite_url, session_database
-from tests.harness.processes import refundctl_process, wait_for_worker, worker_process
 from tests.harness.temporal import temporal_dev_server
 
 __all__ = [
@@ -34,11 +31,8 @@ __all__ = [
     "drop_database",
     "free_port",
     "postgres_or_sqlite_url",
-    "refundctl_process",
     "session_database",
     "temporal_dev_server",
     "wait_for_http",
     "wait_for_port",
-    "wait_for_worker",
-    "worker_process",
 ]

@@ -7,8 +7,8 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from refundctl.devserver import start_dev_server
-from refundctl.procs import free_port, log_sink
+from config.settings import Settings
+from refundctl.stack import DevServerSpec, LogSpec, StackSpec, start_stack
 
 
 @contextlib.asynccontextmanager
@@ -22,14 +22,16 @@ async def temporal_dev_server(
     `refundctl.child.temporal` logger, so pytest shows it only for failing tests. The search
     attributes of the CONTRACT are registered before this yields.
     """
-    with contextlib.ExitStack() as stack:
-        directory = db_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        async with start_dev_server(
-            port=free_port(),
-            ui_port=None,
-            headless=True,
-            db_file=directory / "temporal.db",
-            output=log_sink("temporal"),
-            startup_timeout_seconds=startup_timeout_seconds,
-        ) as server:
-            yield server.address
+    with contextlib.ExitStack() as files:
+        directory = db_dir or Path(files.enter_context(tempfile.TemporaryDirectory()))
+        spec = StackSpec(
+            settings=Settings(environment="test"),
+            temporal=DevServerSpec(
+                headless=True,
+                db_file=directory / "temporal.db",
+                startup_timeout_seconds=startup_timeout_seconds,
+            ),
+            logs=LogSpec(to_logging=True),
+        )
+        async with start_stack(spec) as stack:
+            yield stack.temporal_address

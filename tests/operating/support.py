@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 import uvicorn
 
 from api.app import create_app
 from config.settings import Settings
-from tests.conftest import QuietServer
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+
+
+class QuietServer(uvicorn.Server):
+    """Leaves SIGINT/SIGTERM to pytest: the server shares the test process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @contextlib.asynccontextmanager

@@ -106,6 +106,7 @@ def test_production_refuses_the_dev_key_and_no_key_at_all() -> None:
         "supplier_secret": "s",
         "platform_webhook_secret": "w",
         "wechat_public_key_id": "",
+        "buyer_link_secret": "b" * 32,
     }
     with pytest.raises(ValidationError, match="not the dev key") as err:
         Settings(**production)

@@ -21,11 +21,11 @@ from temporalio.client import Client
 
 from config.temporal import connect
 from domain.refund import workflow_id_for
-from refundctl.procs import ChildProcess, free_port, log_sink, refundctl_argv, wait_for_http
+from refundctl.devserver import PROJECT_ROOT
+from refundctl.procs import ChildProcess, free_port, log_sink, refundctl_argv
+from refundctl.ready import wait_for_http, wait_for_poller
 from store import ledger
 from store.db import make_engine, make_session_factory
-from tests.harness import wait_for_worker
-from tests.harness.processes import PROJECT_ROOT
 from tests.operating.support import service_env
 from tests.system import System, auth, card_key_order, unique
 
@@ -71,7 +71,14 @@ async def fleet(system: System, database_url: str) -> AsyncIterator[Fleet]:
     ]
     async with workers[0], workers[1], apis[0], apis[1]:
         for worker in workers:
-            await wait_for_worker(system.settings.temporal_address, worker, task_queue=TASK_QUEUE)
+            assert worker.pid is not None and worker.started_at is not None
+            await wait_for_poller(
+                system.settings.temporal_address,
+                pid=worker.pid,
+                since=worker.started_at,
+                task_queue=TASK_QUEUE,
+                process=worker,
+            )
         for api, port in zip(apis, ports, strict=True):
             await wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout_seconds=60, process=api)
         yield Fleet(workers, [f"http://127.0.0.1:{port}" for port in ports])

@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from config.problems import EXIT_CANNOT_START
-from refundctl.procs import ChildProcess, free_port, log_sink, refundctl_argv, wait_for_http
-from tests.harness.processes import PROJECT_ROOT
+from refundctl.devserver import PROJECT_ROOT
+from refundctl.procs import ChildProcess, free_port, log_sink, refundctl_argv
+from refundctl.ready import wait_for_http
 from tests.harness.tls import Authority, TlsFrontends, nginx_binary, tls_frontends
 from tests.operating import support
 from tests.system import System, auth, card_key_order, unique

@@ -138,31 +138,16 @@ class FakeBackend:
 
         @activity.defn(name="open_case")
         async def open_case(req: OpenCaseRequest) -> OpenedCase:
-            # Recorded as the steps it stands for, so tests read the same calls on both paths.
             self._record("open_case", req, local=True)
             if req.order_id != self.order.order_id:
                 return OpenedCase(
                     order=None, policy=self.policy, policy_version=self.policy.version
                 )
-            frozen = CommissionAnswer(commissions=[])
-            if self.order.commissions:
-                freeze = CommissionRequest(
-                    refund_id=req.refund_id,
-                    order_id=req.order_id,
-                    merchant_id=self.order.merchant_id,
-                    currency=self.order.currency,
-                    action=CommissionAction.FREEZE,
-                    refund_amount=req.amount,
-                    order_amount=self.order.amount,
-                )
-                self._record("move_commissions", freeze, local=True)
-                frozen = self._moved(freeze)
             return OpenedCase(
                 order=self.order,
                 policy=self.policy,
                 policy_version=self.policy.version,
                 risk=self.risk,
-                commissions=frozen.commissions,
             )
 
         @activity.defn(name="record_with_commissions")

@@ -53,6 +53,12 @@ RECORDED = frozenset(
         "unverified_then_verified",
         "unverified_needs_attention",
         "abnormal_rescued",
+        # The reviewer console's actions (tests/workflows/test_review_console.py).
+        "claim_lapses_then_approve",
+        "claim_reassign_release",
+        "four_eyes_approve",
+        "evidence_requested",
+        "recheck_keys",
     }
 )
 

@@ -1,0 +1,104 @@
+"""The buyer's progress page on a phone-sized headless Chromium: from review through a
+rejection, an appeal and an approval to money back, updating itself; evidence the buyer adds
+(HTML shown as text); cancelling; forged and expired links; English by Accept-Language."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.browser.conftest import phone, reviewer, shot
+from tests.browser.test_console import pending
+from tests.system import System, course_order
+
+XSS = "<b>bold?</b><script>document.title='pwned'</script>"
+
+
+async def link(system: System, refund_id: str) -> str:
+    r = await system.post(f"/v1/refunds/{refund_id}/buyer-link", {})
+    assert r.status_code == 201, r.text
+    return str(r.json()["url"]).removeprefix(system.api_url)
+
+
+async def test_buyer_page_through_reject_appeal_and_approve(browser: Any, system: System) -> None:
+    refund_id = await pending(system, course_order(progress=20, minutes_ago=120))
+    path = await link(system, refund_id)
+    async with phone(browser, system) as buyer, reviewer(browser, system, "dora") as agent:
+        await buyer.goto(path)
+        assert "客服正在审核您的申请" in await buyer.inner_text("#headline")
+        await shot(buyer, "buyer-pending")
+
+        # The agent asks for evidence; the buyer's page shows the question by itself.
+        await agent.goto(f"/console/cases/{refund_id}")
+        await agent.fill("#ask-form textarea", "请上传课程无法播放的截图")
+        await agent.click("#ask")
+        await agent.wait_for_selector("#flash")
+        await buyer.wait_for_selector("text=请上传课程无法播放的截图", timeout=20_000)
+        await shot(buyer, "buyer-asked-for-evidence")
+        await buyer.click("#open-evidence")
+        await buyer.fill("textarea[name=text]", XSS)
+        await buyer.fill("input[name=url]", "https://cdn.example/play-error.png")
+        await buyer.click("#send-evidence")
+        await buyer.wait_for_selector("#done")
+        assert await buyer.title() != "pwned"
+        assert XSS in await buyer.inner_text("body")  # shown as text, never run
+        await shot(buyer, "buyer-evidence-added")
+
+        # Rejected: the page turns to it without a reload and shows the agent's reason.
+        await agent.goto(f"/console/cases/{refund_id}")
+        assert XSS in await agent.inner_text(".evidence")
+        await agent.select_option("#reject-template", index=4)
+        await agent.click("#reject")
+        await system.wait_status(refund_id, "rejected")
+        await buyer.wait_for_selector("text=很抱歉，退款申请未通过", timeout=20_000)
+        await buyer.reload()
+        assert "凭证不足" in await buyer.inner_text("body")
+        await shot(buyer, "buyer-rejected")
+
+        # The buyer appeals once; it goes back to review.
+        await buyer.fill("form[action$=appeal] textarea", "截图里能看到播放失败")
+        await buyer.click("#appeal")
+        await buyer.wait_for_selector("#done")
+        await system.wait_status(refund_id, "pending_review")
+        assert await buyer.locator("#appeal").count() == 0  # once only
+
+        # Approved on appeal: money back, shown on the page.
+        await agent.goto(f"/console/cases/{refund_id}")
+        assert "截图里能看到播放失败" in await agent.inner_text("main")
+        await agent.click("#approve")
+        await system.wait_status(refund_id, "refunded")
+        await buyer.wait_for_selector("text=退款已到账", timeout=20_000)
+        await buyer.reload()
+        body = await buyer.inner_text("body")
+        assert "已于" in body and "微信支付" in body
+        for internal in ("dora", "window.conditional", "risk", "风险"):
+            assert internal not in body, internal
+        await shot(buyer, "buyer-refunded")
+
+
+async def test_buyer_cancels_in_english(browser: Any, system: System) -> None:
+    refund_id = await pending(system, course_order(progress=20, minutes_ago=120))
+    path = await link(system, refund_id)
+    async with phone(browser, system, locale="en-US") as buyer:
+        await buyer.goto(path)
+        assert "An agent is reviewing your request" in await buyer.inner_text("#headline")
+        await shot(buyer, "buyer-pending-en")
+        buyer.on("dialog", lambda dialog: dialog.accept())
+        await buyer.click("#cancel")
+        await buyer.wait_for_selector("#done")
+        await system.wait_status(refund_id, "cancelled")
+        await buyer.reload()
+        assert "You cancelled this refund" in await buyer.inner_text("#headline")
+        assert await buyer.locator("#cancel").count() == 0
+
+
+async def test_forged_and_expired_links_in_the_browser(browser: Any, system: System) -> None:
+    refund_id = await pending(system, course_order(progress=20, minutes_ago=120))
+    path = await link(system, refund_id)
+    async with phone(browser, system) as buyer:
+        forged = await buyer.goto(re.sub(r"t=\d+\.", "t=1.", path))
+        assert forged is not None and forged.status == 403
+        assert "此链接无效" in await buyer.inner_text("h1")
+        await shot(buyer, "buyer-link-forged")
+        expired = await buyer.goto(f"/r/{refund_id}?t=1.abc")
+        assert expired is not None and expired.status == 403
