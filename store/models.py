@@ -174,6 +174,9 @@ class RefundRow(Base):
     evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Highest timeline sequence number the workflow has reported (projection writes are ordered).
     progress_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The refund body (JSON) exactly as the workflow last reported it: what
+    # `GET /v1/refunds/{id}` answers with one primary-key read (None until the first report).
+    document: Mapped[str | None] = mapped_column(Text)
     workflow_id: Mapped[str] = mapped_column(ID, unique=True)
     workflow_started: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
