@@ -63,6 +63,9 @@ class OrderRow(Base):
     device_id: Mapped[str | None] = mapped_column(ID, index=True)
     # Hash of the canonical body as first posted: the same body again is a 200, another a 409.
     body_hash: Mapped[str] = mapped_column(String(64))
+    # The order as recorded (JSON): read back in one query; its status and the items' usage,
+    # which change later, come from their columns.
+    document: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
