@@ -130,7 +130,7 @@ class Payback:
             if isinstance(cause, ApplicationError) and cause.type == "GatewayRefused":
                 self.progress.entry("refund_refused", f"{channel_name(channel)}: {cause.message}")
                 # The refused payout stays on the refund, as its record does.
-                code, sub_code = (list(cause.details) + [None, None])[:2]
+                code, sub_code = [*cause.details, None, None][:2]
                 self.progress.put_payout(
                     PayoutView(
                         channel=channel,
