@@ -40,6 +40,10 @@ class Intake:
     created: bool
 
 
+class _Repeat(Exception):
+    """The request was taken before: leave the write transaction without writing."""
+
+
 def new_refund_id() -> str:
     return "rf_" + secrets.token_hex(8)
 
@@ -59,15 +63,15 @@ async def take_refund(
     task_queue: str,
 ) -> Intake:
     digest = request_hash(request)
-    async with session.begin():
-        repeat = await _repeat(session, caller, idempotency_key, digest)
-    if repeat is not None:
-        await ensure_started(session, temporal, repeat.refund_id, task_queue=task_queue)
-        return repeat
-
     refund_id = new_refund_id()
+    repeat: Intake | None = None
     try:
+        # One write transaction (on SQLite, one turn at the write lock): a repeat of the same
+        # request is found first, else the refund is stored.
         async with session.begin():
+            repeat = await _repeat(session, caller, idempotency_key, digest)
+            if repeat is not None:
+                raise _Repeat
             order = await _orderable(session, request)
             items = refund_rows.requested_items(request, order)
             await _check_not_taken(session, order, items)
@@ -84,6 +88,10 @@ async def take_refund(
                     now=utcnow(),
                 ),
             )
+    except _Repeat:
+        assert repeat is not None
+        await ensure_started(session, temporal, repeat.refund_id, task_queue=task_queue)
+        return repeat
     except (IntegrityError, Problem) as lost:
         # A concurrent twin of this very POST may have won the race (same key): that is a
         # repeat, not a conflict. Otherwise another refund holds the items: say which.

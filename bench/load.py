@@ -98,17 +98,30 @@ async def run_closed_loop(
 # --- CPU accounting ------------------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int | None) -> float | None:
-    """user+system CPU seconds of a process and its waited-for children (Linux /proc)."""
-    if pid is None:
-        return None
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """user+system CPU seconds of a process and of its running children (`refundctl worker
+    --processes N` runs its other workers as children), from Linux's /proc."""
+    if pid is None:
+        return None
+    fields = _stat(pid)
+    if fields is None:
+        return None
     ticks = os.sysconf("SC_CLK_TCK")
-    # After the ")" : state is field 3, so utime/stime (14/15) are at 11/12 here.
-    return (int(fields[11]) + int(fields[12])) / ticks
+    # After the ")" : state is field 3, so ppid (4) is at 1, utime/stime (14/15) at 11/12.
+    total = int(fields[11]) + int(fields[12])
+    if pid == os.getpid():
+        return total / ticks  # the bench's own children are the stack, counted apart
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (child := _stat(int(entry.name))) and child[1] == str(pid):
+            total += int(child[11]) + int(child[12])
+    return total / ticks
 
 
 class CpuMeter:

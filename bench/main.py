@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -80,6 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=50,
         help="refund histories analysed for the time breakdown (default 50)",
+    )
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=min(2, len(os.sched_getaffinity(0))),
+        help="`refundctl worker --processes N` for the refund worker (default: 2, or 1 on a "
+        "single core); its CPU is summed over them",
     )
     parser.add_argument(
         "--backlog",

@@ -82,7 +82,8 @@ def render(report: dict[str, Any]) -> str:
         f"            {m['platform']}, Python {m['python']}",
         f"  temporal  {cfg['temporal']}",
         f"  settings  n={cfg['n']} concurrency={cfg['concurrency']} warmup={cfg['warmup']} "
-        f"mode={cfg['mode']} poll={cfg['poll_interval']}s",
+        f"mode={cfg['mode']} poll={cfg['poll_interval']}s "
+        f"worker-processes={cfg.get('worker_processes', 1)}",
         f"            database {cfg['database']}",
         "",
         f"  {'':<34} {'count':>6} {'err':>4} {'per sec':>9} {'p50 ms':>8} {'p95 ms':>8} "
@@ -198,6 +199,7 @@ def build_report(
             "warmup": args.warmup,
             "mode": stack.mode,
             "poll_interval": args.poll_interval,
+            "worker_processes": args.worker_processes,
             "database": db,
             "temporal": stack.temporal_version,
             "task_queues": {"refund": stack.settings.task_queue, "empty": EMPTY_TASK_QUEUE},

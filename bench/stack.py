@@ -71,7 +71,9 @@ def redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def bench_spec(mode: Mode, tmp: Path, database_url: str, api_key: str) -> StackSpec:
+def bench_spec(
+    mode: Mode, tmp: Path, database_url: str, api_key: str, *, worker_processes: int = 1
+) -> StackSpec:
     """Every service in `mode` (subprocesses, as in production, or all in this process)."""
     from config.settings import Settings
     from refundctl.stack import (
@@ -116,7 +118,7 @@ def bench_spec(mode: Mode, tmp: Path, database_url: str, api_key: str) -> StackS
             mode=mode,
         ),
         workers=[
-            WorkerSpec(mode=mode),
+            WorkerSpec(mode=mode, args=("--processes", str(worker_processes))),
             WorkerSpec(
                 name="empty-worker",
                 mode=mode,
@@ -145,7 +147,8 @@ async def running_stack(
     else:
         database_url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
     version = await asyncio.to_thread(temporal_version)
-    async with start_stack(bench_spec(args.mode, tmp, database_url, api_key)) as stack:
+    spec = bench_spec(args.mode, tmp, database_url, api_key, worker_processes=args.worker_processes)
+    async with start_stack(spec) as stack:
         try:
             yield BenchStack(
                 mode=args.mode,

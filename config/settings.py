@@ -87,6 +87,10 @@ class Settings(BaseSettings):
 
     http_timeout_seconds: float = 10.0
 
+    # `refundctl worker` processes per host (one event loop and GIL each): as many as the
+    # worker's share of the host's cores.
+    worker_processes: int = Field(default=1, ge=1, le=64)
+
     # The buyer's progress page (/r/{refund_id}?t=...): links are HMAC-signed with this secret
     # and expire after the TTL (the platform mints them: POST /v1/refunds/{id}/buyer-link).
     buyer_link_secret: str = DEV_SECRET

@@ -63,6 +63,9 @@ class OrderRow(Base):
     device_id: Mapped[str | None] = mapped_column(ID, index=True)
     # Hash of the canonical body as first posted: the same body again is a 200, another a 409.
     body_hash: Mapped[str] = mapped_column(String(64))
+    # The order as recorded (JSON): read back in one query; its status and the items' usage,
+    # which change later, come from their columns.
+    document: Mapped[str | None] = mapped_column(Text)
     recorded_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
@@ -174,6 +177,9 @@ class RefundRow(Base):
     evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Highest timeline sequence number the workflow has reported (projection writes are ordered).
     progress_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The refund body (JSON) exactly as the workflow last reported it: what
+    # `GET /v1/refunds/{id}` answers with one primary-key read (None until the first report).
+    document: Mapped[str | None] = mapped_column(Text)
     workflow_id: Mapped[str] = mapped_column(ID, unique=True)
     workflow_started: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -74,6 +74,7 @@ async def record_order(session: AsyncSession, order: Order, *, now: datetime) ->
             device_id=order.client.device_id if order.client else None,
             body_hash=digest,
             recorded_at=now,
+            document=order.model_dump_json(),
         )
     )
     await session.flush()  # parents first: the items' foreign keys point at the order
@@ -153,6 +154,11 @@ async def load_orders(session: AsyncSession, order_ids: Collection[str]) -> dict
     rows = (await session.scalars(select(OrderRow).where(OrderRow.order_id.in_(ids)))).all()
     if not rows:
         return {}
+    found = await _from_documents(session, [r for r in rows if r.document])
+    rows = [r for r in rows if not r.document]
+    if not rows:
+        return found
+    ids = [r.order_id for r in rows]
     items = _by_order(
         await session.scalars(
             select(OrderItemRow)
@@ -187,7 +193,7 @@ async def load_orders(session: AsyncSession, order_ids: Collection[str]) -> dict
             .order_by(CommissionRow.order_id, CommissionRow.level, CommissionRow.beneficiary_id)
         )
     )
-    return {
+    return found | {
         row.order_id: Order(
             order_id=row.order_id,
             merchant_id=row.merchant_id,
@@ -230,6 +236,38 @@ async def load_orders(session: AsyncSession, order_ids: Collection[str]) -> dict
         )
         for row in rows
     }
+
+
+async def _from_documents(session: AsyncSession, rows: list[OrderRow]) -> dict[str, Order]:
+    """Orders recorded with their document: it, plus today's status and usage."""
+    if not rows:
+        return {}
+    usage = {
+        (u.order_id, u.item_id): u
+        for u in await session.scalars(
+            select(ItemUsageRow).where(ItemUsageRow.order_id.in_([r.order_id for r in rows]))
+        )
+    }
+    found = {}
+    for row in rows:
+        assert row.document is not None
+        recorded = Order.model_validate_json(row.document)
+        items = [
+            i.model_copy(update={"usage": _usage(usage.get((row.order_id, i.item_id)))})
+            for i in recorded.items
+        ]
+        found[row.order_id] = recorded.model_copy(
+            update={
+                "status": row.status,
+                "items": items,
+                # In the order the tables give them (the payout plan walks payments in it).
+                "payments": sorted(recorded.payments, key=lambda p: p.paid_at),
+                "commissions": sorted(
+                    recorded.commissions, key=lambda c: (c.level, c.beneficiary_id)
+                ),
+            }
+        )
+    return found
 
 
 _Row = TypeVar("_Row", OrderItemRow, PaymentRow, CommissionRow)

@@ -48,6 +48,7 @@ async def apply_report(
     row.policy_version = body.decision.policy_version if body.decision else row.policy_version
     row.evidence = [e.model_dump(mode="json") for e in body.evidence]
     row.updated_at = now
+    row.document = body.model_dump_json()
     if reprice_items:
         await session.execute(delete(RefundItemRow).where(RefundItemRow.refund_id == row.refund_id))
         session.add_all(

@@ -232,6 +232,11 @@ async def load_body(session: AsyncSession, refund_id: str) -> RefundBody | None:
     return body_of(row)
 
 
+async def reported_document(session: AsyncSession, refund_id: str) -> str | None:
+    """The refund body as the workflow last reported it (JSON), or None before any report."""
+    return await session.scalar(select(RefundRow.document).where(RefundRow.refund_id == refund_id))
+
+
 def body_of(row: RefundRow) -> RefundBody:
     """The contract body of a refund read `WITH_PARTS`."""
     return RefundBody(

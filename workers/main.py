@@ -19,6 +19,7 @@ from config.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
 from telemetry.logs import configure_logging
 from workers.operations import WorkerOperations
+from workers.processes import worker_children
 from workers.sweeper import sweep_unstarted
 from workers.webhooks import WebhookDispatcher
 from workers.wiring import build_activities
@@ -32,6 +33,16 @@ log = logging.getLogger("refundctl.worker")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-dispatcher", action="store_true", help="do not deliver webhooks")
+    parser.add_argument(
+        "--no-sweeper", action="store_true", help="do not start refunds the API did not start"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="worker processes on this host, one event loop and GIL each (default "
+        "WORKER_PROCESSES, 1); this one runs the dispatcher and sweeper, the rest poll only",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +53,14 @@ def run(args: argparse.Namespace) -> int:
     # worker's CPU under load). Write the .pyc even where PYTHONDONTWRITEBYTECODE says not
     # to; a read-only install should ship compiled (`python -m compileall`).
     sys.dont_write_bytecode = False
-    asyncio.run(serve(settings, dispatch_webhooks=not args.no_dispatcher))
+    processes = args.processes or settings.worker_processes
+    if processes < 1:
+        print("refundctl worker: --processes must be at least 1", file=sys.stderr)
+        return 2
+    with worker_children(processes - 1):
+        asyncio.run(
+            serve(settings, dispatch_webhooks=not args.no_dispatcher, sweep=not args.no_sweeper)
+        )
     return 0
 
 
@@ -50,6 +68,7 @@ async def serve(
     settings: Settings,
     *,
     dispatch_webhooks: bool = True,
+    sweep: bool = True,
     stop: asyncio.Event | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> None:
@@ -80,9 +99,12 @@ async def serve(
         )
         await ops.start(reads)
         tasks = [asyncio.create_task(worker.run())]
-        tasks.append(
-            asyncio.create_task(sweep_unstarted(sessions, client, task_queue=settings.task_queue))
-        )
+        if sweep:
+            tasks.append(
+                asyncio.create_task(
+                    sweep_unstarted(sessions, client, task_queue=settings.task_queue)
+                )
+            )
         if dispatch_webhooks:
             dispatcher = WebhookDispatcher(sessions, http, secret=settings.platform_webhook_secret)
             tasks.append(asyncio.create_task(dispatcher.run_forever()))

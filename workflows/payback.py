@@ -129,6 +129,19 @@ class Payback:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == "GatewayRefused":
                 self.progress.entry("refund_refused", f"{channel_name(channel)}: {cause.message}")
+                # The refused payout stays on the refund, as its record does.
+                code, sub_code = [*cause.details, None, None][:2]
+                self.progress.put_payout(
+                    PayoutView(
+                        channel=channel,
+                        amount=amount,
+                        state=PayoutState.FAILED,
+                        out_refund_no=request.out_refund_no,
+                        payment_id=request.payment_id,
+                        attempt=request.attempt,
+                        gateway_status=f"{code}/{sub_code}" if sub_code else code,
+                    )
+                )
                 return None
             # No answer at all within the budget: the refund may or may not exist at the
             # gateway. Unknown, to be checked by query under the same refund number.

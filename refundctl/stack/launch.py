@@ -274,7 +274,11 @@ class Stack:
                 )
             )
             return
-        argv = worker.command(settings) if worker.command else refundctl_argv("worker")
+        argv = (
+            worker.command(settings)
+            if worker.command
+            else [*refundctl_argv("worker"), *worker.args]
+        )
 
         async def ready(child: ChildProcess) -> None:
             assert child.pid is not None

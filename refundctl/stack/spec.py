@@ -96,6 +96,8 @@ class WorkerSpec:
     command: CommandFactory | None = None
     serve: Serve | None = None
     grace_seconds: float = 10.0
+    # Added to `refundctl worker` (e.g. `--processes 2`); subprocess mode only.
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ async def test_review_queue_costs_the_same_for_one_and_twenty_refunds(
         assert refund["items"] and refund["timeline"] and refund["payouts"]
         assert refund["commissions"][0]["state"] == "frozen"
     # The refunds, their four parts, the orders and their five parts.
-    assert len(twenty.sql) == len(one.sql) == 11, twenty.sql
+    assert len(twenty.sql) == len(one.sql) == 7, twenty.sql
 
 
 async def test_refund_listing_costs_the_same_for_one_and_twenty_refunds(
