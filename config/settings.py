@@ -87,6 +87,31 @@ class Settings(BaseSettings):
 
     http_timeout_seconds: float = 10.0
 
+    # Buyers hear by SMS and e-mail where the order carries their contact (README "What a
+    # buyer receives"). SMS: Aliyun SMS `SendSms` at this endpoint (production:
+    # https://dysmsapi.aliyuncs.com/); empty turns SMS off. Template codes are the ones Aliyun
+    # assigned to the registered templates: `stage.lang=SMS_...` pairs, comma separated, over
+    # the defaults the sandbox knows (domain/buyer_messages.py).
+    sms_url: str = "http://127.0.0.1:8105/"
+    sms_access_key_id: str = "sandbox-sms-key"
+    sms_access_key_secret: str = DEV_SECRET
+    sms_sign_name: str = "卡密退款"
+    sms_region_id: str = "cn-hangzhou"
+    sms_template_codes: str = ""
+    # E-mail over SMTP; an empty host turns e-mail off. `smtp_security`: "auto" (STARTTLS when
+    # the server offers it), "starttls" (required), "tls" (implicit, port 465) or "none".
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
+    smtp_sender: str = "refunds@kami-refunds.example"
+    smtp_sender_name: str = ""
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_security: str = Field(default="auto", pattern="^(auto|starttls|tls|none)$")
+    # Tries per buyer message before the dispatcher gives up on it (back-off 1 s, 2 s, 4 s ...
+    # up to 5 minutes between tries); a final refusal (an illegal number, no such mailbox)
+    # stops at once.
+    buyer_message_max_attempts: int = Field(default=10, ge=1, le=100)
+
     # `refundctl worker` processes per host (one event loop and GIL each): as many as the
     # worker's share of the host's cores.
     worker_processes: int = Field(default=1, ge=1, le=64)
@@ -174,6 +199,10 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} must be set in production")
             if not self.api_keys:
                 raise ValueError("API_KEYS must be set in production")
+            if self.sms_url and self.sms_access_key_secret == DEV_SECRET:
+                raise ValueError(
+                    "SMS_ACCESS_KEY_SECRET must be set in production (or SMS_URL empty)"
+                )
             if self.wechat_public_key_id == SANDBOX_WECHAT_PUBLIC_KEY_ID:
                 raise ValueError(
                     "WECHAT_PUBLIC_KEY_ID must be set in production "
