@@ -6,15 +6,15 @@ from __future__ import annotations
 import httpx
 
 from config.settings import Settings
-from peers import signing
 from domain.buyer_messages import TEMPLATES, BuyerStage
 from domain.contacts import Language
+from peers import signing
 from peers.alipay import AlipayClient
 from peers.aliyun_sms import AliyunSmsClient
 from peers.balance import BalanceGateway
+from peers.mail import SmtpMailer
 from peers.payouts import Gateways
 from peers.supplier import SupplierClient
-from peers.mail import SmtpMailer
 from peers.wechat_keys import WechatPayKeys, load_certificates
 from peers.wechatpay import WechatPayClient
 
