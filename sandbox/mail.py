@@ -55,7 +55,8 @@ class MailSink:
                 "to": list(envelope.rcpt_tos),
                 "subject": str(parsed["Subject"]),
                 "message_id": str(parsed["Message-ID"]),
-                "body": body.get_content() if body is not None else "",
+                # SMTP lines end in CRLF; show the text as it was written.
+                "body": body.get_content().replace("\r\n", "\n") if body is not None else "",
             }
         )
         return "250 Message accepted for delivery"

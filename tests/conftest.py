@@ -57,6 +57,8 @@ def base_settings(tmp: Path, database_url: str, temporal_address: str) -> Settin
         http_timeout_seconds=2.0,
         # Every console test signs in from 127.0.0.1: far more often than a person would.
         console_sign_in_limit="1000/minute",
+        # A buyer message the SMTP server keeps refusing ends "failed" after 1 s + 2 s.
+        buyer_message_max_attempts=3,
     )
 
 
