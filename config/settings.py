@@ -89,18 +89,20 @@ class Settings(BaseSettings):
 
     # Buyers hear by SMS and e-mail where the order carries their contact (README "What a
     # buyer receives"). SMS: Aliyun SMS `SendSms` at this endpoint (production:
-    # https://dysmsapi.aliyuncs.com/); empty turns SMS off. Template codes are the ones Aliyun
+    # https://dysmsapi.aliyuncs.com/); empty (the default) turns SMS off; `refundctl dev` and
+    # the tests point it at the sandbox. Template codes are the ones Aliyun
     # assigned to the registered templates: `stage.lang=SMS_...` pairs, comma separated, over
     # the defaults the sandbox knows (domain/buyer_messages.py).
-    sms_url: str = "http://127.0.0.1:8105/"
+    sms_url: str = ""
     sms_access_key_id: str = "sandbox-sms-key"
     sms_access_key_secret: str = DEV_SECRET
     sms_sign_name: str = "卡密退款"
     sms_region_id: str = "cn-hangzhou"
     sms_template_codes: str = ""
-    # E-mail over SMTP; an empty host turns e-mail off. `smtp_security`: "auto" (STARTTLS when
+    # E-mail over SMTP; an empty host (the default) turns e-mail off; `refundctl dev` and the
+    # tests point it at the SMTP sink. `smtp_security`: "auto" (STARTTLS when
     # the server offers it), "starttls" (required), "tls" (implicit, port 465) or "none".
-    smtp_host: str = "127.0.0.1"
+    smtp_host: str = ""
     smtp_port: int = Field(default=8025, ge=1, le=65535)
     smtp_sender: str = "refunds@kami-refunds.example"
     smtp_sender_name: str = ""
@@ -199,10 +201,6 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()} must be set in production")
             if not self.api_keys:
                 raise ValueError("API_KEYS must be set in production")
-            if self.sms_url and self.sms_access_key_secret == DEV_SECRET:
-                raise ValueError(
-                    "SMS_ACCESS_KEY_SECRET must be set in production (or SMS_URL empty)"
-                )
             if self.wechat_public_key_id == SANDBOX_WECHAT_PUBLIC_KEY_ID:
                 raise ValueError(
                     "WECHAT_PUBLIC_KEY_ID must be set in production "
@@ -222,6 +220,10 @@ class Settings(BaseSettings):
                 )
             if not self.payload_key_text():
                 raise ValueError("PAYLOAD_ENCRYPTION_KEYS must be set in production")
+            if self.sms_url and self.sms_access_key_secret == DEV_SECRET:
+                raise ValueError(
+                    "SMS_ACCESS_KEY_SECRET must be set in production (or SMS_URL empty)"
+                )
         return self
 
     @model_validator(mode="after")
