@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,35 @@ def test_contacts_are_masked() -> None:
         "email": "a***@example.com",
         "language": "zh",
     }
+
+
+# The README's "What a buyer receives" shows these, generated from the templates:
+# python -c "from tests.domain.test_buyer_messages import readme_examples as r; print(r())"
+EXAMPLE = Facts(
+    refund_id="rf_3b1c9e0a",
+    order_id="O-1001",
+    amount=5000,
+    currency="CNY",
+    deadline=datetime(2026, 11, 24, 10, 0, tzinfo=UTC),
+)
+EXAMPLE_LINK = "https://refunds.example/r/rf_3b1c9e0a?t=…"
+
+
+def readme_examples() -> str:
+    blocks = []
+    for stage in BuyerStage:
+        for language in Language:
+            params = variables(EXAMPLE, language, EXAMPLE_LINK)
+            words = TEMPLATES[(stage, language)]
+            mail = email(stage, language, params)
+            blocks.append(
+                f"**{stage.value}, {language.value}** (`{words.sms.code}`)\n\n"
+                f"```\nSMS:     【卡密退款】{sms_text(words.sms.code, params)}\n"
+                f"Subject: {mail.subject}\n\n{mail.body}```"
+            )
+    return "\n\n".join(blocks)
+
+
+def test_the_readme_shows_what_the_templates_send() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert readme_examples() in readme
