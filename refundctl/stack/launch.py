@@ -256,10 +256,11 @@ class Stack:
             "supplier_urls": "",
             "alipay_url": urls.alipay,
             "wechat_url": urls.wechat,
-            "sms_url": urls.sms,
-            "smtp_host": urls.smtp.rpartition(":")[0],
-            "smtp_port": int(urls.smtp.rpartition(":")[2]),
         }
+        if sandboxes.buyer_messages:
+            update["sms_url"] = urls.sms
+            update["smtp_host"], _, port = urls.smtp.rpartition(":")
+            update["smtp_port"] = int(port)
         if sandboxes.platform_webhook:
             update["platform_webhook_url"] = urls.platform_webhook
         self.settings = self.settings.model_copy(update=update)
