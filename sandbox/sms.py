@@ -4,7 +4,7 @@ It checks what Aliyun checks — the access key, the HMAC-SHA1 signature, a fres
 and nonce, a known template with all its variables — renders the registered template's text,
 and keeps every message for tests and the demo (`GET /sandbox/messages`). Armed faults
 (`POST /sandbox/faults`): `rate_limit` (Aliyun's `isv.BUSINESS_LIMIT_CONTROL`), `error_5xx`,
-`timeout` (answers after `fault_delay` seconds)."""
+`timeout` (answers 504 after `fault_delay` seconds, having sent nothing)."""
 
 from __future__ import annotations
 
@@ -91,12 +91,14 @@ def create_sms_app(
             nonces.add(params["SignatureNonce"])
         fault = await faults.take()
         if fault == "timeout":
+            # Lost before it was sent: the caller's retry is the only copy the buyer gets.
             await asyncio.sleep(fault_delay)
-        elif fault == "error_5xx":
+            return _answer("ServiceUnavailable", "The request timed out.", 504)
+        if fault == "error_5xx":
             return _answer(
                 "ServiceUnavailable", "The request has failed due to a temporary failure.", 503
             )
-        elif fault == "rate_limit":
+        if fault == "rate_limit":
             return _answer("isv.BUSINESS_LIMIT_CONTROL", "触发号码分钟级流控Permits:1")
         text = templates.get(params["TemplateCode"])
         if text is None:
