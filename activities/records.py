@@ -173,3 +173,12 @@ class RefundRecords:
                 alerts=report.alerts,
                 now=now,
             )
+        if status_changed:
+            await outbox.tell_buyer_elsewhere(
+                session,
+                buyer_id=body.buyer_id,
+                status=body.status,
+                facts=outbox.facts_of(body),
+                seq=report.seq,
+                now=now,
+            )

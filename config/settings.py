@@ -87,6 +87,33 @@ class Settings(BaseSettings):
 
     http_timeout_seconds: float = 10.0
 
+    # Buyers hear by SMS and e-mail where the order carries their contact (README "What a
+    # buyer receives"). SMS: Aliyun SMS `SendSms` at this endpoint (production:
+    # https://dysmsapi.aliyuncs.com/); empty (the default) turns SMS off; `refundctl dev` and
+    # the tests point it at the sandbox. Template codes are the ones Aliyun
+    # assigned to the registered templates: `stage.lang=SMS_...` pairs, comma separated, over
+    # the defaults the sandbox knows (domain/buyer_messages.py).
+    sms_url: str = ""
+    sms_access_key_id: str = "sandbox-sms-key"
+    sms_access_key_secret: str = DEV_SECRET
+    sms_sign_name: str = "卡密退款"
+    sms_region_id: str = "cn-hangzhou"
+    sms_template_codes: str = ""
+    # E-mail over SMTP; an empty host (the default) turns e-mail off; `refundctl dev` and the
+    # tests point it at the SMTP sink. `smtp_security`: "auto" (STARTTLS when
+    # the server offers it), "starttls" (required), "tls" (implicit, port 465) or "none".
+    smtp_host: str = ""
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
+    smtp_sender: str = "refunds@kami-refunds.example"
+    smtp_sender_name: str = ""
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_security: str = Field(default="auto", pattern="^(auto|starttls|tls|none)$")
+    # Tries per buyer message before the dispatcher gives up on it (back-off 1 s, 2 s, 4 s ...
+    # up to 5 minutes between tries); a final refusal (an illegal number, no such mailbox)
+    # stops at once.
+    buyer_message_max_attempts: int = Field(default=10, ge=1, le=100)
+
     # `refundctl worker` processes per host (one event loop and GIL each): as many as the
     # worker's share of the host's cores.
     worker_processes: int = Field(default=1, ge=1, le=64)
@@ -193,6 +220,10 @@ class Settings(BaseSettings):
                 )
             if not self.payload_key_text():
                 raise ValueError("PAYLOAD_ENCRYPTION_KEYS must be set in production")
+            if self.sms_url and self.sms_access_key_secret == DEV_SECRET:
+                raise ValueError(
+                    "SMS_ACCESS_KEY_SECRET must be set in production (or SMS_URL empty)"
+                )
         return self
 
     @model_validator(mode="after")

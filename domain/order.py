@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from domain.contacts import BuyerContact
 from domain.model import (
     Amount,
     Currency,
@@ -116,6 +117,19 @@ class Order(Model):
             else:
                 covered += p.amount
         return extra
+
+
+class OrderIntake(Order):
+    """`POST /v1/orders`: the order, and optionally how to reach its buyer. The contact is
+    kept apart (`order()` is what the workflow reads), so it never enters Temporal history."""
+
+    buyer_contact: BuyerContact | None = None
+
+    def order(self) -> Order:
+        fields = {name: getattr(self, name) for name in Order.model_fields}
+        return Order.model_construct(
+            _fields_set=self.model_fields_set - {"buyer_contact"}, **fields
+        )
 
 
 class UsageReport(Model):

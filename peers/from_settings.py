@@ -6,9 +6,13 @@ from __future__ import annotations
 import httpx
 
 from config.settings import Settings
+from domain.buyer_messages import TEMPLATES, BuyerStage
+from domain.contacts import Language
 from peers import signing
 from peers.alipay import AlipayClient
+from peers.aliyun_sms import AliyunSmsClient
 from peers.balance import BalanceGateway
+from peers.mail import SmtpMailer
 from peers.payouts import Gateways
 from peers.supplier import SupplierClient
 from peers.wechat_keys import WechatPayKeys, load_certificates
@@ -69,4 +73,47 @@ def supplier_client(settings: Settings, http: httpx.AsyncClient) -> SupplierClie
         url_for=settings.supplier_url_for,
         api_key=settings.supplier_api_key,
         secret=settings.supplier_secret,
+    )
+
+
+def sms_client(settings: Settings, http: httpx.AsyncClient) -> AliyunSmsClient | None:
+    """None when SMS is off (no SMS_URL)."""
+    if not settings.sms_url:
+        return None
+    return AliyunSmsClient(
+        http,
+        url=settings.sms_url,
+        access_key_id=settings.sms_access_key_id,
+        access_key_secret=settings.sms_access_key_secret,
+        sign_name=settings.sms_sign_name,
+        region_id=settings.sms_region_id,
+    )
+
+
+def sms_template_codes(settings: Settings) -> dict[tuple[BuyerStage, Language], str]:
+    """Aliyun's code for each registered template: the defaults, then SMS_TEMPLATE_CODES's
+    `stage.lang=SMS_...` pairs over them."""
+    codes = {key: words.sms.code for key, words in TEMPLATES.items()}
+    for pair in filter(None, (p.strip() for p in settings.sms_template_codes.split(","))):
+        name, _, code = pair.partition("=")
+        stage, _, lang = name.strip().partition(".")
+        codes[(BuyerStage(stage), Language(lang))] = code.strip()
+    return codes
+
+
+def mailer(settings: Settings) -> SmtpMailer | None:
+    """None when e-mail is off (no SMTP_HOST)."""
+    if not settings.smtp_host:
+        return None
+    security = settings.smtp_security
+    return SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_sender,
+        sender_name=settings.smtp_sender_name,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        start_tls={"auto": None, "starttls": True}.get(security, False),
+        use_tls=security == "tls",
+        timeout=settings.http_timeout_seconds,
     )

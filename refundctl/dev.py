@@ -62,6 +62,9 @@ SANDBOX_PEERS = {
     "alipay": 8102,
     "wechatpay": 8103,
     "platform": 8104,
+    "sms": 8105,
+    "mail": 8106,  # the SMTP sink's messages: /sandbox/messages
+    "smtp": 8025,
 }
 PLATFORM_WEBHOOK_PATH = "/webhooks/refunds"
 
@@ -192,7 +195,10 @@ def _banner(
         "",
         "  Sandbox peers (control surface under /sandbox):",
     ]
-    lines += [f"    {name:<10}  http://127.0.0.1:{port}" for name, port in SANDBOX_PEERS.items()]
+    lines += [
+        f"    {name:<10}  {'smtp' if name == 'smtp' else 'http'}://127.0.0.1:{port}"
+        for name, port in SANDBOX_PEERS.items()
+    ]
     lines += ["", "  API keys (Authorization: Bearer <key>):"]
     lines += [f"    {role:<10}  {key}" for role, key in keys.items()]
     if seeded:
@@ -243,6 +249,9 @@ def dev_stack(args: argparse.Namespace, api_keys: str, database_url: str) -> Sta
                 alipay_port=ports["alipay"],
                 wechat_port=ports["wechatpay"],
                 platform_port=ports["platform"],
+                sms_port=ports["sms"],
+                mail_port=ports["mail"],
+                smtp_port=ports["smtp"],
                 keys_dir=VAR_DIR / "keys",
             ),
             # Someone who points the webhooks at a receiver of their own keeps it.

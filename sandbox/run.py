@@ -1,4 +1,5 @@
-"""`refundctl sandbox`: the four sandbox peers in one process, one asyncio loop.
+"""`refundctl sandbox`: the sandbox peers in one process, one asyncio loop: the supplier,
+Alipay, WeChat Pay, the platform's webhook receiver, Aliyun SMS and an SMTP sink.
 
 The dev launcher and the test harness use `serve_sandboxes` / `running_sandboxes` instead of the
 CLI so they can run the peers in-process (any port, including 0 for a free one) and learn the
@@ -21,6 +22,8 @@ from cryptography import x509
 from fastapi import FastAPI
 
 from config.settings import SANDBOX_WECHAT_PUBLIC_KEY_ID, VAR_DIR, Settings, get_settings
+from domain.buyer_messages import TEMPLATES
+from peers.from_settings import sms_template_codes
 from peers.signing import (
     SANDBOX_KEY_FILES,
     SANDBOX_WECHAT_CERT_FILE,
@@ -29,7 +32,9 @@ from peers.signing import (
     load_public_key,
 )
 from sandbox.alipay import create_alipay_app
+from sandbox.mail import MailSink, create_mail_app, serve_smtp
 from sandbox.platform import create_platform_app
+from sandbox.sms import create_sms_app
 from sandbox.supplier import create_supplier_app
 from sandbox.wechat_platform import NotificationSigning, SandboxPlatformKeys
 from sandbox.wechatpay import create_wechat_app
@@ -57,6 +62,9 @@ class SandboxConfig:
     alipay_port: int = 8102
     wechat_port: int = 8103
     platform_port: int = 8104
+    sms_port: int = 8105
+    mail_port: int = 8106  # the SMTP sink's control surface (/sandbox/messages)
+    smtp_port: int = 8025  # the SMTP sink itself
     keys_dir: Path = field(default_factory=lambda: VAR_DIR / "keys")
     settle_after: float = 2.0  # seconds until a "processing" refund succeeds
     settle_after_queries: int | None = 3  # ... or the k-th query, whichever comes first
@@ -74,6 +82,9 @@ class SandboxURLs:
     alipay: str  # the gateway endpoint: settings.alipay_url (ends in /gateway.do)
     wechat: str  # base URL: settings.wechat_url
     platform: str  # base URL of the platform stand-in
+    sms: str = ""  # the SendSms endpoint: settings.sms_url
+    mail: str = ""  # base URL of the SMTP sink's control surface
+    smtp: str = ""  # host:port of the SMTP sink: settings.smtp_host, smtp_port
 
     @property
     def platform_webhook(self) -> str:
@@ -86,6 +97,8 @@ class SandboxURLs:
             f"sandbox alipay         {self.alipay}",
             f"sandbox wechat pay     {self.wechat}",
             f"sandbox platform hook  {self.platform_webhook}",
+            f"sandbox aliyun sms     {self.sms}",
+            f"sandbox smtp sink      smtp://{self.smtp} (messages: {self.mail}/sandbox/messages)",
         ]
 
 
@@ -111,7 +124,8 @@ def sandbox_wechat_keys(
 def build_sandbox_apps(
     config: SandboxConfig, settings: Settings | None = None
 ) -> dict[str, FastAPI]:
-    """The four apps wired to the same secrets and keys the service uses (creating dev keys)."""
+    """The apps wired to the same secrets and keys the service uses (creating dev keys). The
+    mail app's `state.sink` is the SMTP sink `serve_sandboxes` serves beside it."""
     settings = settings or get_settings()
     ensure_sandbox_keys(config.keys_dir)
 
@@ -148,6 +162,15 @@ def build_sandbox_apps(
             notify_retry_delays=config.notify_retry_delays,
         ),
         "platform": create_platform_app(secret=settings.platform_webhook_secret),
+        "sms": create_sms_app(
+            access_key_id=settings.sms_access_key_id,
+            access_key_secret=settings.sms_access_key_secret,
+            templates={
+                code: TEMPLATES[key].sms.text for key, code in sms_template_codes(settings).items()
+            },
+            fault_delay=config.fault_delay,
+        ),
+        "mail": create_mail_app(MailSink(fault_delay=config.fault_delay)),
     }
 
 
@@ -182,7 +205,7 @@ async def serve_sandboxes(
     ready: asyncio.Event | None = None,
     on_ready: Callable[[SandboxURLs], None] | None = None,
 ) -> None:
-    """Serve the four sandboxes until cancelled, then shut them down cleanly.
+    """Serve the sandboxes until cancelled, then shut them down cleanly.
 
     `ready` is set (and `on_ready` called with the URLs) once all of them listen.
     """
@@ -193,7 +216,10 @@ async def serve_sandboxes(
         "alipay": config.alipay_port,
         "wechat": config.wechat_port,
         "platform": config.platform_port,
+        "sms": config.sms_port,
+        "mail": config.mail_port,
     }
+    smtp = await serve_smtp(apps["mail"].state.sink, config.host, config.smtp_port)
     servers = {
         name: _SandboxServer(
             uvicorn.Config(
@@ -225,6 +251,9 @@ async def serve_sandboxes(
             alipay=base["alipay"] + "/gateway.do",
             wechat=base["wechat"],
             platform=base["platform"],
+            sms=base["sms"] + "/",
+            mail=base["mail"],
+            smtp=f"{config.host}:{smtp.sockets[0].getsockname()[1]}",
         )
         if on_ready is not None:
             on_ready(urls)
@@ -234,6 +263,7 @@ async def serve_sandboxes(
         # the `finally` below can stop them gracefully.
         await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        smtp.close()
         for server in servers.values():
             server.should_exit = True
         await asyncio.gather(*tasks.values(), return_exceptions=True)
@@ -270,6 +300,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alipay-port", type=int, default=defaults.alipay_port)
     parser.add_argument("--wechat-port", type=int, default=defaults.wechat_port)
     parser.add_argument("--platform-port", type=int, default=defaults.platform_port)
+    parser.add_argument("--sms-port", type=int, default=defaults.sms_port)
+    parser.add_argument("--mail-port", type=int, default=defaults.mail_port)
+    parser.add_argument("--smtp-port", type=int, default=defaults.smtp_port)
     parser.add_argument(
         "--keys-dir",
         type=Path,
@@ -305,6 +338,9 @@ def run(args: argparse.Namespace) -> int:
         alipay_port=args.alipay_port,
         wechat_port=args.wechat_port,
         platform_port=args.platform_port,
+        sms_port=args.sms_port,
+        mail_port=args.mail_port,
+        smtp_port=args.smtp_port,
         keys_dir=args.keys_dir,
         settle_after=args.settle_after,
         fault_delay=args.fault_delay,

@@ -355,7 +355,8 @@ class NotificationRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     refund_id: Mapped[str] = mapped_column(ID, index=True)
     seq: Mapped[int] = mapped_column(Integer)
-    channel: Mapped[str] = mapped_column(String(16))  # webhook | inbox | supervisor | upline
+    # webhook | inbox | supervisor | upline | message | sms | email
+    channel: Mapped[str] = mapped_column(String(16))
     recipient: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(32))
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -364,6 +365,34 @@ class NotificationRow(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(String(500))
+    # A buyer message (sms, email) the dispatcher gave up on: refused for good, out of
+    # attempts, or the buyer opted out meanwhile; `last_error` says which. Webhooks never
+    # give up ("until a 2xx").
+    failed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class BuyerContactRow(Base):
+    """How to reach the buyer of an order (`buyer_contact` on the order): kept apart from
+    the order's document, which the workflow reads, so contacts never enter its history."""
+
+    __tablename__ = "buyer_contacts"
+
+    order_id: Mapped[str] = mapped_column(ID, ForeignKey("orders.order_id"), primary_key=True)
+    buyer_id: Mapped[str] = mapped_column(ID, index=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(254))
+    language: Mapped[str] = mapped_column(String(8))
+    recorded_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class BuyerOptOutRow(Base):
+    """A buyer who asked for no more messages on a channel (sms | email), for all orders."""
+
+    __tablename__ = "buyer_opt_outs"
+
+    buyer_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class BlacklistRow(Base):

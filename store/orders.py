@@ -12,6 +12,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.contacts import BuyerContact
 from domain.order import (
     CardKeyRef,
     ClientInfo,
@@ -23,7 +24,7 @@ from domain.order import (
     UsageReport,
 )
 from domain.types import OrderStatus
-from store import ledger
+from store import contacts, ledger
 from store.models import (
     CardKeyRow,
     CommissionRow,
@@ -38,8 +39,13 @@ class OrderConflict(Exception):
     """A known order_id was posted again with a different body."""
 
 
-def body_hash(order: Order) -> str:
-    canonical = json.dumps(order.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def body_hash(order: Order, contact: BuyerContact | None = None) -> str:
+    """Of the body as posted: the contact counts only when there is one, so orders recorded
+    before contacts existed keep their hash."""
+    body = order.model_dump(mode="json")
+    if contact is not None:
+        body["buyer_contact"] = contact.model_dump(mode="json")
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -49,9 +55,11 @@ class Recorded:
     created: bool
 
 
-async def record_order(session: AsyncSession, order: Order, *, now: datetime) -> Recorded:
+async def record_order(
+    session: AsyncSession, order: Order, *, now: datetime, contact: BuyerContact | None = None
+) -> Recorded:
     """Idempotent on order_id: the same body again is a no-op, another body a conflict."""
-    digest = body_hash(order)
+    digest = body_hash(order, contact)
     existing = await session.get(OrderRow, order.order_id)
     if existing is not None:
         if existing.body_hash != digest:
@@ -136,6 +144,8 @@ async def record_order(session: AsyncSession, order: Order, *, now: datetime) ->
                 amount=c.amount,
             )
         )
+    if contact is not None:
+        contacts.record_contact(session, order.order_id, order.buyer_id, contact, now=now)
     await session.flush()
     if order.status is OrderStatus.PAID:
         await ledger.post_sale(session, order, now=now)

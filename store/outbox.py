@@ -1,16 +1,24 @@
 """Notifications outbox: rows written in the same transaction as the status change they
-announce, delivered later by the dispatcher. Nothing is lost if a webhook is down or a
-worker dies between the change and the delivery."""
+announce, delivered later by the dispatcher. Nothing is lost if a webhook, the SMS provider
+or the mail server is down, or a worker dies between the change and the delivery.
+
+Buyer messages (SMS, e-mail) hold what they say (`domain.buyer_messages.Facts`), never the
+phone or address: the dispatcher looks the contact up when it sends, so an opt-out made
+meanwhile is honoured and contacts live in one table only."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.buyer_messages import STAGE_OF_STATUS, Facts
+from domain.contacts import Channel
 from domain.refund import RefundBody
+from domain.types import RefundStatus
+from store import contacts
 from store.models import NotificationRow
 from store.upsert import insert_ignore
 
@@ -20,6 +28,9 @@ SUPERVISOR = "supervisor"
 SUPERVISORS = "supervisors"
 UPLINE = "upline"
 MESSAGE = "message"  # a reviewer's message to the buyer (more evidence, please)
+SMS = Channel.SMS.value  # the buyer's phone, through the SMS provider
+EMAIL = Channel.EMAIL.value  # the buyer's e-mail, through the SMTP server
+BUYER_CHANNELS = (SMS, EMAIL)
 
 UPLINE_WORDS = {
     "freeze": "frozen while a refund of the sale is open",
@@ -69,6 +80,53 @@ async def message_buyer(
         for i, message in enumerate(messages)
     ]
     await insert_ignore(session, NotificationRow, rows)
+
+
+async def tell_buyer_elsewhere(
+    session: AsyncSession,
+    *,
+    buyer_id: str,
+    status: RefundStatus,
+    facts: Facts,
+    seq: int,
+    now: datetime,
+) -> None:
+    """An SMS and/or e-mail for a stage the buyer cares about (`STAGE_OF_STATUS`), on each
+    channel the order has a contact for and the buyer did not opt out of."""
+    stage = STAGE_OF_STATUS.get(status)
+    if stage is None:
+        return
+    reach = await contacts.reach(session, facts.order_id)
+    if reach is None:
+        return
+    payload = {"stage": stage.value, **facts.to_json()}
+    rows = [
+        {
+            "refund_id": facts.refund_id,
+            "seq": seq,
+            "channel": channel.value,
+            "recipient": f"buyer:{buyer_id}",
+            "status": status.value,
+            "body": payload,
+            "created_at": now,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "delivered_at": None,
+        }
+        for channel in reach.channels
+    ]
+    await insert_ignore(session, NotificationRow, rows)
+
+
+def facts_of(body: RefundBody) -> Facts:
+    return Facts(
+        refund_id=body.refund_id,
+        order_id=body.order_id,
+        amount=body.amount,
+        currency=body.currency,
+        destination=body.destination,
+        deadline=body.review.deadline if body.review else None,
+    )
 
 
 def _row(
@@ -141,14 +199,19 @@ async def notify_upline(
 
 
 async def claim_due(
-    session: AsyncSession, *, now: datetime, limit: int = 50
+    session: AsyncSession,
+    *,
+    now: datetime,
+    channels: Collection[str] = (WEBHOOK,),
+    limit: int = 50,
 ) -> list[NotificationRow]:
-    """Take a lease on due webhook deliveries so another dispatcher skips them."""
+    """Take a lease on due deliveries so another dispatcher skips them."""
     stmt = (
         select(NotificationRow)
         .where(
-            NotificationRow.channel == WEBHOOK,
+            NotificationRow.channel.in_(channels),
             NotificationRow.delivered_at.is_(None),
+            NotificationRow.failed_at.is_(None),
             or_(NotificationRow.next_attempt_at.is_(None), NotificationRow.next_attempt_at <= now),
         )
         .order_by(NotificationRow.id)
@@ -171,12 +234,24 @@ async def mark_delivered(session: AsyncSession, row_id: int, *, now: datetime) -
 
 
 async def mark_failed(
-    session: AsyncSession, row_id: int, *, attempts: int, error: str, now: datetime
+    session: AsyncSession,
+    row_id: int,
+    *,
+    attempts: int,
+    error: str,
+    now: datetime,
+    give_up: bool = False,
 ) -> None:
-    # Back off 1 s, 2 s, 4 s ... up to 5 minutes, for as long as it takes ("until a 2xx").
+    """Try again later: back off 1 s, 2 s, 4 s ... up to 5 minutes (webhooks: for as long as
+    it takes, "until a 2xx"); or, with `give_up`, stop for good (`failed_at`)."""
     delay = timedelta(seconds=min(2 ** min(attempts, 9), 300))
     await session.execute(
         update(NotificationRow)
         .where(NotificationRow.id == row_id)
-        .values(attempts=attempts + 1, last_error=error[:500], next_attempt_at=now + delay)
+        .values(
+            attempts=attempts + 1,
+            last_error=error[:500],
+            next_attempt_at=None if give_up else now + delay,
+            failed_at=now if give_up else None,
+        )
     )

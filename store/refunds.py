@@ -13,6 +13,7 @@ from sqlalchemy import and_, delete, func, inspect, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from domain.buyer_messages import Facts
 from domain.order import Order
 from domain.refund import (
     CommissionView,
@@ -34,6 +35,7 @@ from domain.types import (
     RefundStatus,
     RiskLevel,
 )
+from store import outbox
 from store.models import (
     IdempotencyKeyRow,
     PayoutRow,
@@ -161,6 +163,19 @@ async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
         TimelineRow(refund_id=new.refund_id, seq=1, stage="submitted", at=new.now, detail="")
     )
     await session.flush()
+    await outbox.tell_buyer_elsewhere(
+        session,
+        buyer_id=req.buyer_id,
+        status=RefundStatus.SUBMITTED,
+        facts=Facts(
+            refund_id=new.refund_id,
+            order_id=new.order.order_id,
+            amount=amount,
+            currency=new.order.currency,
+        ),
+        seq=1,
+        now=new.now,
+    )
     return row
 
 

@@ -70,6 +70,12 @@ WEBHOOK_LAG = Histogram(
     "Status change recorded until the platform's webhook answered 2xx",
     buckets=LAG_BUCKETS,
 )
+BUYER_MESSAGES = Counter(
+    "kami_buyer_messages",
+    "Buyer SMS and e-mail delivery attempts by channel and result: sent, retry (will try "
+    "again), failed (given up: refused for good or out of attempts), skipped (opted out)",
+    ["channel", "result"],
+)
 ACTIVITY_FAILURES = Counter(
     "kami_activity_failures",
     "Activity attempts that raised, by activity and error type",
@@ -154,6 +160,7 @@ def peer_names(settings: Settings) -> dict[str, str]:
         "wechat": settings.wechat_url,
         "supplier": settings.supplier_url,
         "platform_webhook": settings.platform_webhook_url,
+        "sms": settings.sms_url,
     }
     for pair in filter(None, (p.strip() for p in settings.supplier_urls.split(","))):
         urls[f"supplier:{pair.partition('=')[0]}"] = pair.partition("=")[2]

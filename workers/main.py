@@ -20,10 +20,10 @@ from config.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
 from telemetry.logs import configure_logging
 from workers.operations import WorkerOperations
+from workers.outbox import OutboxDispatcher
 from workers.processes import worker_children
 from workers.sweeper import sweep_unstarted
-from workers.webhooks import WebhookDispatcher
-from workers.wiring import build_activities
+from workers.wiring import build_activities, buyer_messenger
 from workflows.refund import RefundWorkflow
 
 if TYPE_CHECKING:
@@ -43,7 +43,11 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-dispatcher", action="store_true", help="do not deliver webhooks")
+    parser.add_argument(
+        "--no-dispatcher",
+        action="store_true",
+        help="do not deliver the outbox (webhooks, buyer SMS and e-mail)",
+    )
     parser.add_argument(
         "--no-sweeper", action="store_true", help="do not start refunds the API did not start"
     )
@@ -118,7 +122,12 @@ async def serve(
                 )
             )
         if dispatch_webhooks:
-            dispatcher = WebhookDispatcher(sessions, http, secret=settings.platform_webhook_secret)
+            dispatcher = OutboxDispatcher(
+                sessions,
+                http,
+                secret=settings.platform_webhook_secret,
+                messenger=buyer_messenger(settings, reads, http),
+            )
             tasks.append(asyncio.create_task(dispatcher.run_forever()))
         log.info(
             "worker polling task queue %r in namespace %r",

@@ -1,8 +1,10 @@
-"""Builds the activities from settings: the one place that knows which client goes where."""
+"""Builds the activities and the buyer messenger from settings: the one place that knows
+which client goes where."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -14,8 +16,15 @@ from activities.risk import RiskChecks
 from activities.supplier import CardKeyChecks
 from config.settings import Settings
 from domain.policy import CurrentPolicy
-from peers.from_settings import payout_gateways, supplier_client
+from peers.from_settings import (
+    mailer,
+    payout_gateways,
+    sms_client,
+    sms_template_codes,
+    supplier_client,
+)
 from store.db import SessionFactory
+from workers.buyer_messages import BuyerMessenger
 
 
 @dataclass
@@ -59,4 +68,23 @@ def build_activities(
         keys=CardKeyChecks(supplier_client(settings, http)),
         payouts=Payouts(sessions, gateways=payout_gateways(settings, http), reads=reads),
         commissions=Commissions(sessions),
+    )
+
+
+def buyer_messenger(
+    settings: Settings, reads: SessionFactory, http: httpx.AsyncClient
+) -> BuyerMessenger | None:
+    """The outbox's SMS and e-mail sender; None when both channels are off."""
+    sms, mail = sms_client(settings, http), mailer(settings)
+    if sms is None and mail is None:
+        return None
+    return BuyerMessenger(
+        reads,
+        sms=sms,
+        mailer=mail,
+        sms_codes=sms_template_codes(settings),
+        link_secret=settings.buyer_link_secret,
+        base_url=settings.public_base_url,
+        link_ttl=timedelta(hours=settings.buyer_link_ttl_hours),
+        max_attempts=settings.buyer_message_max_attempts,
     )

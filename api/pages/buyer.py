@@ -10,17 +10,17 @@ signals, rules, reviewers' names or internal notes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from api.pages import links
 from api.pages.render import PageError, local_time, page
 from api.pages.words import pick_language, word
 from api.updates import deliver
+from domain import buyer_links as links
 from domain.model import utcnow
 from domain.refund import AppealRequest, CancelRequest, Evidence, EvidenceRequest, RefundBody
 from domain.types import EvidenceKind, PaymentChannel, RefundStatus
@@ -244,10 +244,3 @@ async def buyer_action(
         return await _render(request, body, t, lang, refused=why, status=409)
     query = f"t={t}&done={action}" + (f"&lang={lang}" if lang == "en" else "")
     return RedirectResponse(f"/r/{refund_id}?{query}", status_code=303)
-
-
-def mint(secret: str, base_url: str, refund_id: str, *, ttl: timedelta) -> tuple[str, datetime]:
-    """A buyer's link to their progress page, valid for `ttl`."""
-    expires = utcnow() + ttl
-    token = links.sign(secret, refund_id, expires)
-    return f"{base_url.rstrip('/')}/r/{refund_id}?t={token}", links.expires_at(token)

@@ -12,9 +12,10 @@ from api.deps import Platform, PlatformOrReviewer, ReadSessionDep, SessionDep, S
 from api.openapi import problem_responses
 from api.plausible import refuse_future_times
 from api.problems import Problem
+from domain.contacts import BuyerContact
 from domain.model import Identifier, utcnow
-from domain.order import Order, UsageReport
-from store import orders
+from domain.order import Order, OrderIntake, UsageReport
+from store import contacts, orders
 from store import refunds as refund_rows
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -43,25 +44,41 @@ def _conflict(order_id: str) -> Problem:
     },
 )
 async def record_order(
-    order: Order, session: SessionDep, settings: SettingsDep, _: Platform, response: Response
+    intake: OrderIntake,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: Platform,
+    response: Response,
 ) -> dict[str, Any]:
     now = utcnow()
+    order, contact = intake.order(), intake.buyer_contact
     refuse_future_times(order, now=now, skew=timedelta(seconds=settings.max_clock_skew_seconds))
     try:
         async with session.begin():
-            recorded = await orders.record_order(session, order, now=now)
+            recorded = await orders.record_order(session, order, now=now, contact=contact)
     except orders.OrderConflict:
         raise _conflict(order.order_id) from None
     except IntegrityError:
         # Two first POSTs of one order at the same instant: the loser reads the winner's.
         async with session.begin():
             existing = await orders.load_order(session, order.order_id)
-        if existing is None or orders.body_hash(existing) != orders.body_hash(order):
+            stored_contact = await contacts.load_contact(session, order.order_id)
+        if existing is None or orders.body_hash(existing, stored_contact) != orders.body_hash(
+            order, contact
+        ):
             raise _conflict(order.order_id) from None
         recorded = orders.Recorded(existing, created=False)
     if not recorded.created:
         response.status_code = 200
-    return recorded.order.model_dump(mode="json")
+    return _shown(recorded.order, contact)
+
+
+def _shown(order: Order, contact: BuyerContact | None) -> dict[str, Any]:
+    """The order as answers show it: a contact only masked (`138****5678`)."""
+    shown = order.model_dump(mode="json")
+    if contact is not None:
+        shown["buyer_contact"] = contact.masked().model_dump(mode="json")
+    return shown
 
 
 @router.post(
@@ -95,7 +112,8 @@ async def get_order(
     if order is None:
         raise Problem(404, "not-found", "Unknown order", f"no order {order_id}")
     rows, _cursor = await refund_rows.list_refunds(session, order_id=order_id, limit=200)
+    contact = await contacts.load_contact(session, order_id)
     return {
-        **order.model_dump(mode="json"),
+        **_shown(order, contact),
         "refunds": [refund_rows.body_of(r).model_dump(mode="json") for r in rows],
     }

@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field, StringConstraints
 from api.deps import Admin, Platform, ReadSessionDep, SessionDep, SettingsDep
 from api.openapi import problem_responses
 from api.pages.auth import hash_password
-from api.pages.buyer import mint
 from api.problems import Problem
+from domain.buyer_links import mint
 from domain.model import Identifier, utcnow
 from store import console as accounts
 from store import refunds as refund_rows

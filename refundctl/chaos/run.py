@@ -105,6 +105,9 @@ def chaos_spec(tmp: Path, database_url: str, api_keys: str) -> Any:
                 alipay_port=0,
                 wechat_port=0,
                 platform_port=0,
+                sms_port=0,
+                mail_port=0,
+                smtp_port=0,
                 keys_dir=tmp / "keys",
             )
         ),

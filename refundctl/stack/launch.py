@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["Stack", "settings_env", "start_stack"]
 
 logger = logging.getLogger("refundctl.stack")
-SANDBOX_PEERS = ("supplier", "alipay", "wechat", "platform")
+SANDBOX_PEERS = ("supplier", "alipay", "wechat", "platform", "sms", "mail", "smtp")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -246,14 +246,21 @@ class Stack:
                 alipay=base["alipay"] + "/gateway.do",
                 wechat=base["wechat"],
                 platform=base["platform"],
+                sms=base["sms"] + "/",
+                mail=base["mail"],
+                smtp=f"{cfg.host}:{ports['smtp']}",
             )
         self.sandboxes = urls
-        update = {
+        update: dict[str, object] = {
             "supplier_url": urls.supplier,
             "supplier_urls": "",
             "alipay_url": urls.alipay,
             "wechat_url": urls.wechat,
         }
+        if sandboxes.buyer_messages:
+            update["sms_url"] = urls.sms
+            update["smtp_host"], _, port = urls.smtp.rpartition(":")
+            update["smtp_port"] = int(port)
         if sandboxes.platform_webhook:
             update["platform_webhook_url"] = urls.platform_webhook
         self.settings = self.settings.model_copy(update=update)

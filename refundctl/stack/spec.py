@@ -66,12 +66,15 @@ class SandboxSpec:
     Ports 0 in `config` mean free ports. As a subprocess (`refundctl sandbox`) only the options
     that command takes apply; `notify_retry_delays` must stay at its default there.
     `platform_webhook=False` leaves `settings.platform_webhook_url` as given (someone else's
-    receiver).
+    receiver); `buyer_messages=False` leaves the SMS and SMTP settings as given (off by
+    default): a second stack on a shared database must not send the first one's buyer
+    messages to its own sandboxes.
     """
 
     config: SandboxConfig
     mode: Mode = "subprocess"
     platform_webhook: bool = True
+    buyer_messages: bool = True
 
 
 # Builds a subprocess's argv from the final settings (Temporal address, task queue...).

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
@@ -38,8 +39,13 @@ async def crash_system(
             update={"task_queue": TASK_QUEUE, "http_timeout_seconds": WORKER_HTTP_TIMEOUT}
         ),
         temporal=ExternalTemporal(temporal_address),
-        sandboxes=system_sandboxes(
-            tmp / "keys", fault_delay=FAULT_DELAY, notify_retry_delays=(0.2, 0.5, 1.0, 2.0)
+        # Its worker shares the session's database: it must leave the buyer messages of the
+        # session's system to the system's own dispatcher and sandboxes.
+        sandboxes=dataclasses.replace(
+            system_sandboxes(
+                tmp / "keys", fault_delay=FAULT_DELAY, notify_retry_delays=(0.2, 0.5, 1.0, 2.0)
+            ),
+            buyer_messages=False,
         ),
         workers=[WorkerSpec(name=WORKER, env=crash_env(crash_dir))],
         apis=[ApiSpec(mode="inprocess")],

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.pages import links
+from domain import buyer_links as links
 from domain.model import utcnow
 from tests.system import KEYS, System, card_key_order, course_order, unique
 

@@ -13,7 +13,7 @@ from store import outbox
 from store import refunds as refund_rows
 from store.models import NotificationRow
 from tests.scratch import Scratch, stored_order, stored_refund
-from workers.webhooks import WebhookDispatcher
+from workers.outbox import OutboxDispatcher
 
 SECRET = "whsec-test"
 URL = "http://platform.test/webhooks/refunds"
@@ -52,7 +52,7 @@ async def test_a_status_change_is_delivered_signed_once(scratch: Scratch) -> Non
         return httpx.Response(204)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(platform)) as http:
-        dispatcher = WebhookDispatcher(scratch.sessions, http, secret=SECRET)
+        dispatcher = OutboxDispatcher(scratch.sessions, http, secret=SECRET)
         await dispatcher.deliver_due()
         await dispatcher.deliver_due()  # delivered: nothing is sent twice
 
@@ -71,7 +71,7 @@ async def test_a_failed_delivery_waits_and_is_retried(scratch: Scratch) -> None:
         return httpx.Response(502)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as http:
-        await WebhookDispatcher(scratch.sessions, http, secret=SECRET).deliver_due()
+        await OutboxDispatcher(scratch.sessions, http, secret=SECRET).deliver_due()
 
     row = await webhook_row(scratch, body.refund_id)
     assert row.delivered_at is None

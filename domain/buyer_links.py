@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+
+from domain.model import utcnow
 
 MAX_TOKEN = 200
 
@@ -56,3 +58,11 @@ def form_token(secret: str, link_token: str) -> str:
 
 def form_token_ok(secret: str, link_token: str, sent: str | None) -> bool:
     return bool(sent) and hmac.compare_digest(sent or "", form_token(secret, link_token))
+
+
+def mint(secret: str, base_url: str, refund_id: str, *, ttl: timedelta) -> tuple[str, datetime]:
+    """A buyer's link to their progress page, valid for `ttl` (the API mints it for the
+    platform; the worker puts one in each SMS and e-mail it sends the buyer)."""
+    expires = utcnow() + ttl
+    token = sign(secret, refund_id, expires)
+    return f"{base_url.rstrip('/')}/r/{refund_id}?t={token}", expires_at(token)
