@@ -19,6 +19,7 @@ from api.routers import (
     admin,
     distributors,
     gateways,
+    incidents,
     notifications,
     orders,
     people,
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gateways,
         reports,
         people,
+        incidents,
     ):
         document_router(module.router)
         app.include_router(module.router)

@@ -39,7 +39,14 @@ class OrderConflict(Exception):
 
 
 def body_hash(order: Order) -> str:
-    canonical = json.dumps(order.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = order.model_dump(mode="json")
+    # A card key without a batch hashes as it did before keys had batches, so an order
+    # recorded then and posted again unchanged is still the same order (200, not 409).
+    for item in data["items"]:
+        for key in item["card_keys"]:
+            if key.get("batch_id") is None:
+                key.pop("batch_id", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -114,6 +121,7 @@ async def record_order(session: AsyncSession, order: Order, *, now: datetime) ->
                     position=pos,
                     supplier=key.supplier,
                     delivered_at=key.delivered_at,
+                    batch_id=key.batch_id,
                 )
             )
     for p in order.payments:
@@ -177,7 +185,12 @@ async def load_orders(session: AsyncSession, order_ids: Collection[str]) -> dict
         .order_by(CardKeyRow.order_id, CardKeyRow.item_id, CardKeyRow.position)
     ):
         keys.setdefault((k.order_id, k.item_id), []).append(
-            CardKeyRef(card_key_id=k.card_key_id, supplier=k.supplier, delivered_at=k.delivered_at)
+            CardKeyRef(
+                card_key_id=k.card_key_id,
+                supplier=k.supplier,
+                delivered_at=k.delivered_at,
+                batch_id=k.batch_id,
+            )
         )
     payments = _by_order(
         await session.scalars(

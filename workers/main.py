@@ -22,6 +22,7 @@ from workers.processes import worker_children
 from workers.sweeper import sweep_unstarted
 from workers.webhooks import WebhookDispatcher
 from workers.wiring import build_activities
+from workflows.incident import IncidentWorkflow
 from workflows.refund import RefundWorkflow
 
 log = logging.getLogger("refundctl.worker")
@@ -86,11 +87,13 @@ async def serve(
     sessions = make_session_factory(engine)
     client = await connect(settings)
     async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-        acts = build_activities(settings, sessions, http, reads=make_read_session_factory(engine))
+        acts = build_activities(
+            settings, sessions, http, reads=make_read_session_factory(engine), temporal=client
+        )
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[RefundWorkflow],
+            workflows=[RefundWorkflow, IncidentWorkflow],
             activities=acts.activities(),
             max_concurrent_activities=100,
             workflow_runner=WORKFLOW_RUNNER,
