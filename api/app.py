@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import Depends, FastAPI
@@ -15,6 +16,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from api import pages, problems
 from api.edge import EdgeGuard, RateLimits, limit_buyer_writes
 from api.openapi import document_router, install_problem_schema
+from api.operations import install_operations
 from api.routers import (
     admin,
     distributors,
@@ -26,6 +28,7 @@ from api.routers import (
     refunds,
     reports,
     reviews,
+    stuck,
 )
 from api.streams import RefundWatch, StreamSlots
 from config.settings import Settings, get_settings
@@ -33,10 +36,18 @@ from config.temporal import connect
 from domain.policy import CurrentPolicy
 from peers.from_settings import supplier_client, wechat_client
 from store.db import make_engine, make_read_session_factory, make_session_factory
+from telemetry.tracing import tracer_provider as traces_from_settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
     settings = settings or get_settings()
+    # Traces: off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (telemetry.tracing).
+    tracer = tracer_provider or traces_from_settings(settings, process="api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.reads = make_read_session_factory(engine)
         app.state.watch = RefundWatch(app.state.reads, interval=settings.stream_poll_seconds)
         app.state.stream_slots = StreamSlots(settings.stream_max_per_key)
-        app.state.temporal = await connect(settings)
+        app.state.temporal = await connect(settings, tracer_provider=tracer)
         app.state.policy = CurrentPolicy(settings.policy_path or None)
         watching = asyncio.create_task(app.state.watch.run(), name="events-watch")
         try:
@@ -95,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gateways,
         reports,
         people,
+        stuck,
         incidents,
     ):
         document_router(module.router)
@@ -103,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The reviewer console and the buyer's progress page (after the API's error handlers,
     # which they wrap: pages answer errors with pages).
     pages.install(app, settings)
+    install_operations(app, settings, tracer)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)
     async def healthz() -> dict[str, str]:

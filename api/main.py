@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 import uvicorn
+
+from config.settings import Settings, get_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,8 +15,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000)
 
 
+async def _check_temporal(settings: Settings) -> None:
+    """Connect once before serving: a wrong address, key or certificate is then one line
+    from `refundctl` (config.problems), where uvicorn would print a lifespan traceback."""
+    from config.temporal import connect
+
+    await connect(settings)
+
+
 def run(args: argparse.Namespace) -> int:
     from api.app import create_app
+    from telemetry.logs import configure_logging
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info", access_log=False)
+    settings = get_settings()
+    configure_logging(settings, process="api")
+    asyncio.run(_check_temporal(settings))
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=False,
+        log_config=None,  # our handlers (telemetry.logs): JSON lines outside dev
+    )
     return 0

@@ -18,6 +18,14 @@ DEV_SECRET = "dev-only-secret-change-me"
 VAR_DIR = Path("var")
 # The id of the sandbox's "WeChat Pay public key" (real ids are issued by WeChat per merchant).
 SANDBOX_WECHAT_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000000012026112900000000000001"
+# The payload key of dev, demo and tests: public, so refused in production.
+DEV_PAYLOAD_KEY_ID = "dev"
+DEV_PAYLOAD_KEYS = f"{DEV_PAYLOAD_KEY_ID}=ZGV2LW9ubHkta2V5LWthbWktcmVmdW5kcy0zMmJ5dGU="
+
+
+def parse_key_ids(keys: str) -> list[str]:
+    """The key ids of a PAYLOAD_ENCRYPTION_KEYS value, in order."""
+    return [pair.partition("=")[0].strip() for pair in keys.split(",") if pair.strip()]
 
 
 class Settings(BaseSettings):
@@ -27,6 +35,9 @@ class Settings(BaseSettings):
 
     database_url: str = f"sqlite+aiosqlite:///{VAR_DIR}/kami.db"
 
+    # Set (in code or the environment), these win; unset, a temporal.toml profile's address
+    # and namespace do, else these defaults. TLS, mTLS and API keys come from Temporal's own
+    # environment configuration (config/temporal.py).
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "refunds"
@@ -117,6 +128,44 @@ class Settings(BaseSettings):
     # between the platform and us); later ones are refused as implausible.
     max_clock_skew_seconds: float = Field(default=300.0, ge=0)
 
+    # --- running it in production (README "For SREs"): telemetry, payload keys, versions ----
+    # Payload encryption (config/payload_encryption.py): `key_id=base64 key` pairs, comma
+    # separated, 32-byte keys (AES-256-GCM). The first encrypts; every one decrypts, so a new
+    # key goes first and the old ones stay until no running refund holds their payloads.
+    # Empty: no encryption (refused in production). The file form suits container secrets.
+    payload_encryption_keys: str = DEV_PAYLOAD_KEYS
+    payload_encryption_keys_file: str = ""
+    # Browser origins of the Temporal UI allowed to call the codec endpoint (/codec/*).
+    codec_cors_origins: str = "http://127.0.0.1:8233,http://localhost:8233"
+    # Bearer tokens Prometheus scrapes /metrics with (comma separated, for rotation); admin API
+    # keys work too. Outside ENVIRONMENT=dev, /metrics and /codec refuse anyone else.
+    metrics_tokens: str = ""
+    # The worker's own HTTP endpoint (/metrics with the SDK's runtime metrics, /healthz):
+    # host:port, empty for none.
+    worker_metrics_address: str = ""
+    # How often the worker reads the figures that come from the database (backlogs, oldest
+    # deadline, stuck refunds), and the ledger's trial balance (a full sum: slower).
+    metrics_db_seconds: float = Field(default=15.0, gt=0)
+    metrics_ledger_seconds: float = Field(default=300.0, gt=0)
+    # Stage limits: past these a refund is "stuck" (refundctl stuck, GET /v1/admin/stuck and
+    # the kami_refunds_stuck gauge).
+    stuck_refunding_minutes: float = Field(default=30.0, ge=0)
+    stuck_stage_minutes: float = Field(default=10.0, ge=0)
+    stuck_unstarted_seconds: float = Field(default=120.0, ge=0)
+    # Worker versioning (Temporal Worker Deployments): with a build id the worker joins
+    # deployment WORKER_DEPLOYMENT_NAME as that version; new refunds run on the deployment's
+    # current version and, pinned, finish on the version they started on.
+    worker_build_id: str = ""
+    worker_deployment_name: str = "kami-refunds"
+    worker_versioning_behavior: str = Field(default="pinned", pattern="^(pinned|auto_upgrade)$")
+    # OpenTelemetry traces over OTLP/HTTP, off unless an endpoint is set (the standard names).
+    otel_exporter_otlp_endpoint: str = ""
+    otel_exporter_otlp_traces_endpoint: str = ""
+    otel_service_name: str = ""
+    # Log lines: "json" (one object per line, with refund_id, workflow_id and trace_id) or
+    # "text"; empty: text in dev, JSON elsewhere.
+    log_format: str = Field(default="", pattern="^(|json|text)$")
+
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> Settings:
         if self.environment == "production":
@@ -136,6 +185,14 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "BUYER_LINK_SECRET must be set in production (at least 32 characters)"
                 )
+            if self.payload_key_text() and DEV_PAYLOAD_KEY_ID in parse_key_ids(
+                self.payload_key_text()
+            ):
+                raise ValueError(
+                    "PAYLOAD_ENCRYPTION_KEYS must be your own keys in production, not the dev key"
+                )
+            if not self.payload_key_text():
+                raise ValueError("PAYLOAD_ENCRYPTION_KEYS must be set in production")
         return self
 
     @model_validator(mode="after")
@@ -152,6 +209,12 @@ class Settings(BaseSettings):
         if not self.wechat_public_key_id and not self.wechat_platform_cert_paths():
             raise ValueError("WeChat Pay needs WECHAT_PLATFORM_CERTS or WECHAT_PUBLIC_KEY_ID")
         return self
+
+    def payload_key_text(self) -> str:
+        """The payload keys, from PAYLOAD_ENCRYPTION_KEYS_FILE when set."""
+        if self.payload_encryption_keys_file:
+            return Path(self.payload_encryption_keys_file).read_text(encoding="utf-8").strip()
+        return self.payload_encryption_keys.strip()
 
     def wechat_platform_cert_paths(self) -> list[str]:
         return [p.strip() for p in self.wechat_platform_certs.split(",") if p.strip()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -23,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "incident": ("refundctl.incident", "declare and run an incident: many orders refunded first"),
     "reconcile": ("refundctl.reconcile", "compare a day's payouts with the gateways' records"),
     "audit": ("refundctl.audit", "verify the hash-chained audit log"),
+    "stuck": ("refundctl.stuck", "list stuck refunds, why, and the command that fixes each"),
 }
 
 
@@ -48,7 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command).parse_args(argv)
     module = importlib.import_module(args._module)
-    result: int = module.run(args)
+    try:
+        result: int = module.run(args)
+    except Exception as err:  # a startup failure is one line; anything else is a bug
+        from config.problems import EXIT_CANNOT_START, cannot_start
+
+        line = cannot_start(err)
+        if line is None:
+            raise
+        print(f"refundctl {args.command}: {line}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Not a normal exit: the Temporal SDK's core threads may still be winding down a
+        # failed connection and call into an interpreter that is finalizing, which aborts
+        # the process (SIGABRT) after our line. Nothing is left to clean up here.
+        os._exit(EXIT_CANNOT_START)
     return result
 
 

@@ -54,6 +54,7 @@ DEMO_CONSOLE = VAR_DIR / "demo-console.json"  # written by the seed (sandbox/con
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/kami.db"  # relative to the project root
 API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8000
+WORKER_METRICS_PORT = 9091
 
 # The sandbox peers and where `refundctl sandbox` serves them (config/settings.py defaults).
 SANDBOX_PEERS = {
@@ -172,6 +173,7 @@ def _banner(
     keys: Mapping[str, str],
     database_url: str,
     seeded: bool,
+    worker_metrics: str = "",
 ) -> str:
     lines = [
         "",
@@ -183,6 +185,10 @@ def _banner(
         f"  Temporal      {temporal_address}",
         f"  Database      {database_url}",
         f"  Logs          {LOG_DIR}/<process>.log",
+        "",
+        f"  Metrics       {api_url}/metrics (API)",
+        f"                {worker_metrics or '(worker metrics off: port in use)'} (worker)",
+        f"  Codec         {api_url}/codec (the Temporal UI decrypts payloads with it)",
         "",
         "  Sandbox peers (control surface under /sandbox):",
     ]
@@ -202,17 +208,34 @@ def _banner(
     return "\n".join(lines)
 
 
+def worker_metrics_address() -> str:
+    """The worker's /metrics (with the Temporal SDK's runtime metrics), if its port is free."""
+    if port_is_open(API_HOST, WORKER_METRICS_PORT):
+        return ""
+    return f"{API_HOST}:{WORKER_METRICS_PORT}"
+
+
 def dev_stack(args: argparse.Namespace, api_keys: str, database_url: str) -> StackSpec:
     """What `refundctl dev` runs: every process on its fixed local port, data in var/."""
     from config.settings import Settings
     from sandbox.run import SandboxConfig
 
-    settings = Settings(environment="dev", database_url=database_url, api_keys=api_keys)
+    settings = Settings(
+        environment="dev",
+        database_url=database_url,
+        api_keys=api_keys,
+        worker_metrics_address=worker_metrics_address(),
+        codec_cors_origins=f"http://127.0.0.1:{args.ui_port},http://localhost:{args.ui_port}",
+    )
     ports = SANDBOX_PEERS
     return StackSpec(
         settings=settings,
         temporal=DevServerSpec(
-            port=args.port, ui_port=args.ui_port, headless=False, db_file=DEFAULT_DB_FILE
+            port=args.port,
+            ui_port=args.ui_port,
+            headless=False,
+            db_file=DEFAULT_DB_FILE,
+            ui_codec_endpoint=f"http://{API_HOST}:{args.api_port}/codec",
         ),
         sandboxes=SandboxSpec(
             SandboxConfig(
@@ -286,6 +309,11 @@ async def _main(args: argparse.Namespace) -> int:
                 keys=keys,
                 database_url=database_url,
                 seeded=seeded,
+                worker_metrics=(
+                    f"http://{stack.settings.worker_metrics_address}/metrics"
+                    if stack.settings.worker_metrics_address
+                    else ""
+                ),
             ),
             flush=True,
         )

@@ -54,7 +54,16 @@ LOCAL_IP = "127.0.0.1"
 # Flags whose value depends on the host, not on how Temporal is configured. These are dropped
 # from the compose command and set from our arguments instead.
 _HOST_FLAGS = frozenset(
-    {"--ip", "--ui-ip", "--port", "--ui-port", "--http-port", "--metrics-port", "--db-filename"}
+    {
+        "--ip",
+        "--ui-ip",
+        "--port",
+        "--ui-port",
+        "--http-port",
+        "--metrics-port",
+        "--db-filename",
+        "--ui-codec-endpoint",  # where this host's API serves the payload codec
+    }
 )
 _HOST_SWITCHES = frozenset({"--headless"})
 # `start-dev` flags that take no value; every other flag takes exactly one.
@@ -177,6 +186,7 @@ def dev_server_args(
     ip: str = LOCAL_IP,
     binary: str | None = None,
     compose_file: Path = COMPOSE_FILE,
+    ui_codec_endpoint: str | None = None,
 ) -> list[str]:
     """The full argv for the local dev server: temporal-dev.yml's command with host parts replaced.
 
@@ -196,6 +206,8 @@ def dev_server_args(
         argv.append("--headless")
     elif ui_port is not None:
         argv.append(f"--ui-port={ui_port}")
+    if ui_codec_endpoint and not headless:
+        argv.append(f"--ui-codec-endpoint={ui_codec_endpoint}")  # the UI decrypts payloads
     return argv
 
 

@@ -10,20 +10,25 @@ import logging
 import signal
 import sys
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import httpx
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
+from telemetry.logs import configure_logging
+from workers.operations import WorkerOperations
 from workers.processes import worker_children
 from workers.sweeper import sweep_unstarted
 from workers.webhooks import WebhookDispatcher
 from workers.wiring import build_activities
 from workflows.incident import IncidentWorkflow
 from workflows.refund import RefundWorkflow
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("refundctl.worker")
 
@@ -53,13 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    settings = get_settings()
+    configure_logging(settings, process="worker")
     # The workflow sandbox imports the workflow module afresh for every new refund; without
     # cached bytecode each of those imports compiles it from source (measured: 8 % of the
     # worker's CPU under load). Write the .pyc even where PYTHONDONTWRITEBYTECODE says not
     # to; a read-only install should ship compiled (`python -m compileall`).
     sys.dont_write_bytecode = False
-    settings = get_settings()
     processes = args.processes or settings.worker_processes
     if processes < 1:
         print("refundctl worker: --processes must be at least 1", file=sys.stderr)
@@ -77,6 +82,7 @@ async def serve(
     dispatch_webhooks: bool = True,
     sweep: bool = True,
     stop: asyncio.Event | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,11 +91,12 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
-    client = await connect(settings)
-    async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
-        acts = build_activities(
-            settings, sessions, http, reads=make_read_session_factory(engine), temporal=client
-        )
+    # Metrics, traces and the worker's version (workers/operations.py).
+    ops = WorkerOperations.from_settings(settings, tracer_provider=tracer_provider)
+    client = await connect(settings, runtime=ops.runtime, tracer_provider=ops.tracer_provider)
+    reads = make_read_session_factory(engine)
+    async with ops.http_client() as http:
+        acts = build_activities(settings, sessions, http, reads=reads, temporal=client)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
@@ -100,7 +107,10 @@ async def serve(
             # A worker that died holds its refunds' next workflow tasks on its sticky queue
             # until this passes; the default 10 s is most of a crashed refund's recovery time.
             sticky_queue_schedule_to_start_timeout=timedelta(seconds=4),
+            interceptors=ops.interceptors(),
+            deployment_config=ops.deployment_config(),
         )
+        await ops.start(reads)
         tasks = [asyncio.create_task(worker.run())]
         if sweep:
             tasks.append(
@@ -112,7 +122,9 @@ async def serve(
             dispatcher = WebhookDispatcher(sessions, http, secret=settings.platform_webhook_secret)
             tasks.append(asyncio.create_task(dispatcher.run_forever()))
         log.info(
-            "worker polling task queue %r at %s", settings.task_queue, settings.temporal_address
+            "worker polling task queue %r in namespace %r",
+            settings.task_queue,
+            client.namespace,
         )
         await stop.wait()
         log.info("worker stopping")
@@ -120,4 +132,5 @@ async def serve(
         for t in tasks[1:]:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await ops.stop()
     await engine.dispose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -27,12 +28,25 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _child_env(n: int) -> dict[str, str]:
+    """The n-th child's environment: ours, with its /metrics on the n-th port after ours
+    (WORKER_METRICS_ADDRESS; port 0 stays "any free port")."""
+    env = dict(os.environ)
+    host, _, port = env.get("WORKER_METRICS_ADDRESS", "").rpartition(":")
+    if port.isdigit() and int(port):
+        env["WORKER_METRICS_ADDRESS"] = f"{host}:{int(port) + n}"
+    return env
+
+
 @contextlib.contextmanager
 def worker_children(count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start `count` more worker processes for the lifetime of the block."""
     argv = [sys.executable, "-m", "refundctl.cli", "worker", "--processes", "1"]
     argv += ["--no-dispatcher", "--no-sweeper"]
-    children = [subprocess.Popen(argv, preexec_fn=_die_with_parent) for _ in range(count)]
+    children = [
+        subprocess.Popen(argv, preexec_fn=_die_with_parent, env=_child_env(n))
+        for n in range(1, count + 1)
+    ]
     try:
         yield children
     finally:

@@ -45,7 +45,11 @@ async def sweep_unstarted(
                     continue
                 async with sessions() as session:
                     await ensure_started(session, temporal, refund_id, task_queue=task_queue)
-                log.warning("started the workflow of refund %s, which the API had not", refund_id)
+                log.warning(
+                    "started the workflow of refund %s, which the API had not",
+                    refund_id,
+                    extra={"refund_id": refund_id},
+                )
         except Exception:  # Temporal or the database away: try again next round
             log.exception("sweeping unstarted refunds failed")
         await asyncio.sleep(every_seconds)

@@ -16,6 +16,7 @@ from domain.model import utcnow
 from peers.webhooks import sign_webhook
 from store import outbox
 from store.db import SessionFactory
+from telemetry.metrics import WEBHOOK_LAG
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,25 @@ class WebhookDispatcher:
     async def deliver_due(self) -> int:
         async with self.sessions.begin() as session:
             due = await outbox.claim_due(session, now=utcnow())
-            jobs = [(r.id, r.recipient, r.body, r.attempts, r.status, r.refund_id) for r in due]
-        for row_id, url, body, attempts, status, refund_id in jobs:
+            jobs = [
+                (r.id, r.recipient, r.body, r.attempts, r.status, r.refund_id, r.created_at)
+                for r in due
+            ]
+        for row_id, url, body, attempts, status, refund_id, created_at in jobs:
             raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
             error = await self._post(url, raw, status, refund_id)
             async with self.sessions.begin() as session:
                 if error is None:
-                    await outbox.mark_delivered(session, row_id, now=utcnow())
+                    delivered_at = utcnow()
+                    await outbox.mark_delivered(session, row_id, now=delivered_at)
+                    WEBHOOK_LAG.observe(max((delivered_at - created_at).total_seconds(), 0.0))
                 else:
-                    log.warning("webhook for %s failed (%s); will retry", refund_id, error)
+                    log.warning(
+                        "webhook for %s failed (%s); will retry",
+                        refund_id,
+                        error,
+                        extra={"refund_id": refund_id},
+                    )
                     await outbox.mark_failed(
                         session, row_id, attempts=attempts, error=error, now=utcnow()
                     )

@@ -65,7 +65,10 @@ Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 
 
 class AccountRequest(BaseModel):
-    display_name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    # No NUL: PostgreSQL's text refuses it (schema fuzzing found the 500).
+    display_name: Annotated[
+        str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    ]
     role: ConsoleRole
     # Required for a new account; omitted: the password stays as it is.
     password: Password | None = None

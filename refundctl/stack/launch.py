@@ -167,7 +167,11 @@ class Stack:
         if temporal.db_file is not None:
             temporal.db_file.parent.mkdir(parents=True, exist_ok=True)
         argv = dev_server_args(
-            port=port, ui_port=ui_port, db_file=temporal.db_file, headless=temporal.headless
+            port=port,
+            ui_port=ui_port,
+            db_file=temporal.db_file,
+            headless=temporal.headless,
+            ui_codec_endpoint=temporal.ui_codec_endpoint,
         )
         self.temporal_address = f"{LOCAL}:{port}"
         self.temporal_ui_url = f"http://{LOCAL}:{ui_port}" if ui_port is not None else None

@@ -48,6 +48,8 @@ class DevServerSpec:
     headless: bool = True
     db_file: Path | None = None
     startup_timeout_seconds: float = 90.0
+    # The codec endpoint the UI decrypts payloads with (the API's /codec).
+    ui_codec_endpoint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -239,4 +239,8 @@ def test_production_refuses_the_dev_buyer_link_secret() -> None:
         Settings(**production)
     with pytest.raises(ValueError, match="BUYER_LINK_SECRET"):
         Settings(**production, buyer_link_secret="short")
-    assert Settings(**production, buyer_link_secret="x" * 32).buyer_link_secret
+    # (Production also wants payload keys of its own: config/payload_encryption.py.)
+    keys = "k1=" + "a" * 43 + "="
+    assert Settings(
+        **production, buyer_link_secret="x" * 32, payload_encryption_keys=keys
+    ).buyer_link_secret

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from config.temporal import connect
 from tests.system import System, card_key_order, course_order, unique
 
 pytestmark = pytest.mark.integration
@@ -231,9 +230,7 @@ async def test_refunds_are_findable_in_temporal_by_status(system: System) -> Non
     order = await system.record(card_key_order())
     refund_id = await system.refund_id(order)
     body = await system.wait_status(refund_id, "refunded")
-    client = await Client.connect(
-        system.settings.temporal_address, data_converter=pydantic_data_converter
-    )
+    client = await connect(system.settings)  # the service's converter: payloads are encrypted
     query = f"RefundStatus = 'refunded' AND OrderId = '{order['order_id']}'"
     found: list[str] = []
     for _ in range(50):  # visibility is eventually consistent

@@ -1,5 +1,6 @@
 """`refundctl worker --processes 2`: two worker processes on one host, the second a child of
-the first that stops with it — gracefully on SIGTERM, at once if the parent is killed."""
+the first; both poll the task queue, and the child stops with the parent — gracefully on
+SIGTERM, at once if the parent is killed."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
+from refundctl.ready import wait_for_poller
 from refundctl.stack.launch import settings_env
+from tests.system import System, unique
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,30 +47,43 @@ async def eventually(predicate: object, within: float = 30.0) -> None:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
 async def test_a_second_worker_process_runs_and_stops_with_the_first(
-    temporal_address: str, database_url: str, stop: signal.Signals
+    system: System, stop: signal.Signals
 ) -> None:
-    settings = Settings(
-        environment="test",
-        database_url=database_url,
-        temporal_address=temporal_address,
-        task_queue=f"processes-{stop.name.lower()}",
-    )
-    parent = subprocess.Popen(
-        [sys.executable, "-m", "refundctl.cli", "worker", "--processes", "2"],
-        env={**os.environ, **settings_env(settings)},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        await eventually(lambda: len(children_of(parent.pid)) == 1)
-        (child,) = children_of(parent.pid)
-        parent.send_signal(stop)
-        await eventually(lambda: not Path(f"/proc/{child}").exists() or _zombie(child))
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-        parent.wait(timeout=15)
+    # The system's settings: its database, its sandboxes and the keys they made, so both
+    # processes can really start (a worker without its gateway keys exits at once).
+    settings = system.settings.model_copy(update={"task_queue": unique("processes")})
+    with tempfile.TemporaryFile() as output:
+        parent = subprocess.Popen(
+            [sys.executable, "-m", "refundctl.cli", "worker", "--processes", "2"],
+            env={**os.environ, **settings_env(settings)},
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await eventually(lambda: len(children_of(parent.pid)) == 1)
+            (child,) = children_of(parent.pid)
+            # Both are workers, not just processes: each polls the queue under its own pid.
+            for pid in (parent.pid, child):
+                try:
+                    await wait_for_poller(
+                        settings.temporal_address,
+                        pid=pid,
+                        since=float("inf"),
+                        task_queue=settings.task_queue,
+                        timeout_seconds=60,
+                    )
+                except TimeoutError as exc:
+                    output.seek(0)
+                    pytest.fail(f"{exc}\n{output.read().decode(errors='replace')[-4000:]}")
+            parent.send_signal(stop)
+            await eventually(lambda: not Path(f"/proc/{child}").exists() or _zombie(child))
+            if stop == signal.SIGTERM:
+                assert parent.wait(timeout=30) == 0
+        finally:
+            if parent.poll() is None:
+                parent.kill()
+            parent.wait(timeout=15)
 
 
 def _zombie(pid: int) -> bool:

@@ -1,0 +1,1 @@
+"""What the service tells the people who run it: metrics, traces and log lines."""
