@@ -17,8 +17,6 @@ from temporalio.client import Client
 
 from domain.incident import (
     INCIDENT_CALLER,
-    IncidentOutcomes,
-    IncidentReport,
     PlannedOrder,
     PlanSummary,
     SkipReason,
@@ -27,6 +25,7 @@ from domain.incident import (
     incident_refund_id,
     plan_order,
 )
+from domain.incident_run import IncidentOutcomes, IncidentReport
 from domain.model import utcnow
 from domain.order import CardKeyRef, Order
 from domain.policy import Policy
@@ -36,7 +35,8 @@ from peers.supplier import SupplierClient
 from store import incidents, orders
 from store import refunds as refund_rows
 from store.db import SessionFactory
-from store.models import IncidentOrderRow, RefundRow
+from store.incident_rows import IncidentOrderRow
+from store.models import RefundRow
 from workflow_api import starter
 from workflows.incident_messages import (
     BatchAnswer,

@@ -21,10 +21,12 @@ from api.routers import (
     admin,
     distributors,
     gateways,
+    incident_actions,
     incidents,
     notifications,
     orders,
     people,
+    precheck,
     refunds,
     reports,
     reviews,
@@ -98,6 +100,7 @@ def create_app(
     )
     for module in (
         orders,
+        precheck,
         refunds,
         reviews,
         notifications,
@@ -108,6 +111,7 @@ def create_app(
         people,
         stuck,
         incidents,
+        incident_actions,
     ):
         document_router(module.router)
         app.include_router(module.router)

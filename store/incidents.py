@@ -18,22 +18,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.incident import (
-    IncidentDeclaration,
-    IncidentOutcomes,
-    IncidentReport,
-    IncidentSelection,
-    IncidentState,
-    IncidentStatus,
-    PlannedOrder,
-    SkipReason,
-)
+from domain.incident import IncidentDeclaration, IncidentSelection, PlannedOrder, SkipReason
+from domain.incident_run import IncidentOutcomes, IncidentReport, IncidentState, IncidentStatus
 from domain.refund import RefundItemRequest
 from domain.types import CommissionState, RefundStatus
+from store.incident_rows import IncidentOrderRow, IncidentRow
 from store.models import (
     CardKeyRow,
-    IncidentOrderRow,
-    IncidentRow,
     OrderItemRow,
     OrderRow,
     RefundClaimRow,

@@ -8,7 +8,8 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.types import RefundReason
-from store.models import OrderRow, PrecheckRow, RefundRow
+from store.incident_rows import PrecheckRow
+from store.models import OrderRow, RefundRow
 from store.report_figures import PrecheckFact
 
 

@@ -18,7 +18,8 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError
 
-from domain.incident import IncidentState, workflow_id_for_incident
+from domain.incident import workflow_id_for_incident
+from domain.incident_run import IncidentState
 from workflow_api.starter import StartFailed
 from workflows.incident_messages import IncidentInput
 from workflows.search import INCIDENT_ID, INCIDENT_STATE, INCIDENT_WORKFLOW_TYPE

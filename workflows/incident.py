@@ -38,22 +38,24 @@ with workflow.unsafe.imports_passed_through():
     import workflows.incident_steps as incident_steps
     from domain.acceptance import Refusal
     from domain.incident import (
+        PlanSummary,
+        effective_rate,
+        limit_refusal,
+        selection_refusal,
+        workflow_id_for_incident,
+    )
+    from domain.incident_run import (
         ConfirmIncident,
         IncidentState,
         IncidentStatus,
         IncidentView,
         PauseIncident,
-        PlanSummary,
         ResumeIncident,
         StopIncident,
-        effective_rate,
-        limit_refusal,
         may_cancel,
         may_confirm,
         may_pause,
         may_resume,
-        selection_refusal,
-        workflow_id_for_incident,
     )
     from domain.policy import IncidentPolicy
     from domain.wording import money_en

@@ -11,14 +11,8 @@ from datetime import datetime
 
 from pydantic import Field
 
-from domain.incident import (
-    IncidentDeclaration,
-    IncidentOutcomes,
-    IncidentSelection,
-    IncidentStatus,
-    PlanSummary,
-    SkipReason,
-)
+from domain.incident import IncidentDeclaration, IncidentSelection, PlanSummary, SkipReason
+from domain.incident_run import IncidentOutcomes, IncidentStatus
 from domain.model import Model
 from domain.policy import IncidentPolicy
 from domain.types import Destination, RefundReason

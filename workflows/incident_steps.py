@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from domain.incident import IncidentOutcomes, IncidentReport
+from domain.incident_run import IncidentOutcomes, IncidentReport
 from workflows.incident_messages import (
     BatchAnswer,
     BatchRequest,

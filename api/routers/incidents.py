@@ -9,38 +9,31 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
-from temporalio.workflow import UpdateMethodMultiParam
 
 from api.deps import Admin, ReadSessionDep, SessionDep, SettingsDep, TemporalDep
 from api.openapi import problem_responses
 from api.problems import Problem, field_error
 from domain.incident import (
-    ConfirmIncident,
     IncidentDeclaration,
-    IncidentReport,
-    IncidentState,
-    IncidentStatus,
-    IncidentView,
-    PauseIncident,
-    ResumeIncident,
     SkipReason,
-    StopIncident,
     effective_rate,
     limit_refusal,
     selection_refusal,
     workflow_id_for_incident,
 )
+from domain.incident_run import (
+    IncidentReport,
+    IncidentState,
+    IncidentStatus,
+    IncidentView,
+)
 from domain.model import Identifier, utcnow
 from domain.policy import CurrentPolicy
 from domain.types import RefundStatus
 from store import audit, incidents
-from store.models import IncidentRow
+from store.incident_rows import IncidentRow
 from workflow_api.incidents import start_incident
 from workflow_api.starter import StartFailed
-from workflows.incident import IncidentWorkflow
 from workflows.incident_messages import IncidentInput
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
@@ -72,7 +65,7 @@ async def _live_view(session: Any, row: IncidentRow) -> IncidentView:
     return view
 
 
-async def _row(session: Any, incident_id: str) -> IncidentRow:
+async def incident_row(session: Any, incident_id: str) -> IncidentRow:
     row = await incidents.get(session, incident_id)
     if row is None:
         raise Problem(404, "not-found", "Unknown incident", f"no incident {incident_id}")
@@ -184,7 +177,7 @@ async def declare(
         ) from failed
     response.status_code = 200 if repeat else 202
     await reads.rollback()  # a fresh snapshot: the declaration was committed since
-    return await _live_view(reads, await _row(reads, incident_id))
+    return await _live_view(reads, await incident_row(reads, incident_id))
 
 
 class IncidentList(BaseModel):
@@ -209,7 +202,7 @@ async def list_incidents(
     responses=problem_responses(404),
 )
 async def get_incident(incident_id: Identifier, session: ReadSessionDep, _: Admin) -> IncidentView:
-    return await _live_view(session, await _row(session, incident_id))
+    return await _live_view(session, await incident_row(session, incident_id))
 
 
 class IncidentOrder(BaseModel):
@@ -245,7 +238,7 @@ async def incident_orders(
     after: Annotated[int, Query(ge=0, le=10_000_000, description="a page's next_after")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> IncidentOrders:
-    await _row(session, incident_id)
+    await incident_row(session, incident_id)
     lines = await incidents.order_lines(
         session, incident_id, after_position=after, limit=limit, skipped=skipped
     )
@@ -264,175 +257,5 @@ async def incident_orders(
 async def incident_report(
     incident_id: Identifier, session: ReadSessionDep, _: Admin
 ) -> IncidentReport:
-    await _row(session, incident_id)
+    await incident_row(session, incident_id)
     return await incidents.report(session, incident_id)
-
-
-# --- people's actions: Updates, judged by the workflow's validators -------------------------
-
-
-async def _act(
-    temporal: Client,
-    session: Any,
-    reads: Any,
-    incident_id: str,
-    update: UpdateMethodMultiParam[[IncidentWorkflow, Any], IncidentView],
-    req: ConfirmIncident | PauseIncident | ResumeIncident | StopIncident,
-    *,
-    name: str,
-    caller: str,
-) -> IncidentView:
-    row = await _row(reads, incident_id)
-    handle = temporal.get_workflow_handle_for(
-        IncidentWorkflow.run, workflow_id_for_incident(incident_id)
-    )
-    try:
-        view: IncidentView = await handle.execute_update(update, req)
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        details = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else {}
-        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        field = details.get("field") if isinstance(details, dict) else None
-        raise Problem(
-            409,
-            str(details.get("problem") or "wrong-state")
-            if isinstance(details, dict)
-            else "wrong-state",
-            "The incident does not accept this now",
-            reason,
-            errors=[{"field": field, "message": reason}] if field else None,
-            status_now=row.state.value,
-        ) from err
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            raise Problem(
-                409,
-                "incident-closed",
-                "The incident no longer accepts this",
-                f"incident {incident_id} is {row.state.value}",
-                status_now=row.state.value,
-            ) from err
-        raise Problem(
-            503,
-            "temporal-unavailable",
-            "Try again shortly",
-            err.message,
-            headers={"Retry-After": "5"},
-        ) from err
-    now = utcnow()
-    async with session.begin():
-        await audit.append(
-            session,
-            event_key=f"incident:{incident_id}:{name}:{now.isoformat()}",
-            actor=f"admin:{req.by}",
-            action=f"incident.{name}",
-            subject=f"incident:{incident_id}",
-            payload={**req.model_dump(mode="json"), "api_key": caller},
-            at=now,
-        )
-    return view
-
-
-ACTION_RESPONSES = problem_responses(404, 409, 503)
-
-
-@router.post(
-    "/{incident_id}/confirm",
-    summary="A second person confirms the dry run: refunds start",
-    description="Refused (409) before the dry run is done, once confirmed, and for the "
-    "person who declared the incident.",
-    responses=ACTION_RESPONSES,
-)
-async def confirm(
-    incident_id: Identifier,
-    req: ConfirmIncident,
-    session: SessionDep,
-    reads: ReadSessionDep,
-    temporal: TemporalDep,
-    caller: Admin,
-) -> IncidentView:
-    return await _act(
-        temporal,
-        session,
-        reads,
-        incident_id,
-        IncidentWorkflow.confirm,
-        req,
-        name="confirm",
-        caller=caller.key_id,
-    )
-
-
-@router.post(
-    "/{incident_id}/pause",
-    summary="Stop starting refunds until resumed (those started go on)",
-    responses=ACTION_RESPONSES,
-)
-async def pause(
-    incident_id: Identifier,
-    req: PauseIncident,
-    session: SessionDep,
-    reads: ReadSessionDep,
-    temporal: TemporalDep,
-    caller: Admin,
-) -> IncidentView:
-    return await _act(
-        temporal,
-        session,
-        reads,
-        incident_id,
-        IncidentWorkflow.pause,
-        req,
-        name="pause",
-        caller=caller.key_id,
-    )
-
-
-@router.post(
-    "/{incident_id}/resume",
-    summary="Start refunds again (optionally at another rate)",
-    responses=ACTION_RESPONSES,
-)
-async def resume(
-    incident_id: Identifier,
-    req: ResumeIncident,
-    session: SessionDep,
-    reads: ReadSessionDep,
-    temporal: TemporalDep,
-    caller: Admin,
-) -> IncidentView:
-    return await _act(
-        temporal,
-        session,
-        reads,
-        incident_id,
-        IncidentWorkflow.resume,
-        req,
-        name="resume",
-        caller=caller.key_id,
-    )
-
-
-@router.post(
-    "/{incident_id}/cancel",
-    summary="Start no more refunds; those already started finish (never one paying)",
-    responses=ACTION_RESPONSES,
-)
-async def cancel(
-    incident_id: Identifier,
-    req: StopIncident,
-    session: SessionDep,
-    reads: ReadSessionDep,
-    temporal: TemporalDep,
-    caller: Admin,
-) -> IncidentView:
-    return await _act(
-        temporal,
-        session,
-        reads,
-        incident_id,
-        IncidentWorkflow.cancel,
-        req,
-        name="cancel",
-        caller=caller.key_id,
-    )
