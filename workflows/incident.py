@@ -12,7 +12,7 @@ an outage hurt many orders; the shop refunds them first, on its own initiative (
    refunds`: no second refund path), marked with the incident (`IncidentId`; the rules treat
    it as the shop's fault). Pause, resume and cancel are Updates; a cancel stops new refunds
    and never touches one already started (those are workflows of their own). The run
-   continues as new every `MAX_BATCHES_PER_RUN` batches, so 100,000 orders never make one
+   continues as new every `batches_per_run` batches (200), so 100,000 orders never make one
    huge history: it carries counts and a position, never the orders.
 4. **The report**, once no refund it started is still moving on its own: refunded, failed,
    skipped, waiting for a person, money returned, commissions clawed back.
@@ -80,8 +80,8 @@ PLAN_RETRY = RetryPolicy(
 # One batch stores at most MAX_BATCH refunds and starts their workflows.
 BATCH_TIMEOUT = timedelta(seconds=60)
 MAX_BATCH = 100
-# A run's history: ~11 events a batch; 200 batches stay far below Temporal's limits.
-MAX_BATCHES_PER_RUN = 200
+# A run's history: ~11 events a batch; `IncidentInput.batches_per_run` (200) batches stay
+# far below Temporal's limits.
 MAX_POLLS_PER_RUN = 500
 # Waiting for the started refunds to end: checked often at first, then less.
 FIRST_POLL = timedelta(seconds=2)
@@ -192,7 +192,7 @@ class IncidentWorkflow:
             if self.status.state is IncidentState.PAUSED:
                 await self._wait(lambda: self.status.state is not IncidentState.PAUSED)
                 continue
-            if self.batches_this_run >= MAX_BATCHES_PER_RUN or (
+            if self.batches_this_run >= self.inp.batches_per_run or (
                 workflow.info().is_continue_as_new_suggested()
             ):
                 await self._continue_as_new()
@@ -345,6 +345,7 @@ class IncidentWorkflow:
                 carried=self.status,
                 carried_seq=self.seq,
                 carried_limits=self.limits,
+                batches_per_run=self.inp.batches_per_run,
             )
         )
 

@@ -37,6 +37,8 @@ class IncidentInput(Model):
     carried: IncidentStatus | None = None
     carried_seq: int = 0
     carried_limits: IncidentPolicy | None = None
+    # Batches one run starts before it continues as new (tests make it small).
+    batches_per_run: int = Field(default=200, ge=1, le=10_000)
 
 
 class PlanRequest(Model):
