@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from temporalio import activity
@@ -55,7 +56,7 @@ class FakeIncidentWorld:
     records: list[IncidentState] = field(default_factory=list)
     batch_started: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def activities(self) -> list[object]:
+    def activities(self) -> list[Callable[..., Any]]:
         @activity.defn(name="plan_incident")
         async def plan_incident(req: PlanRequest) -> PlanAnswer:
             return PlanAnswer(
@@ -214,7 +215,7 @@ async def test_pause_holds_batches_and_cancel_starts_nothing_more(env: WorkflowE
         await _write_history(handle, "pause_resume_cancel")
 
 
-async def _write_history(handle: WorkflowHandle[IncidentWorkflow, IncidentView], name: str) -> None:
+async def _write_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
     history = await handle.fetch_history()
     INCIDENT_HISTORIES.mkdir(exist_ok=True, parents=True)
     (INCIDENT_HISTORIES / f"{name}.json").write_text(history.to_json() + "\n", encoding="utf-8")
