@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 
+from activities.crashpoints import crashpoint
 from domain.incident import (
     INCIDENT_CALLER,
     PlannedOrder,
@@ -175,10 +176,17 @@ class IncidentSteps:
                 stored = await refund_rows.awaiting_start(session, row.refund_id)
                 if stored is not None:
                     to_start.append(starter.refund_input(*stored))
-        # After the commit, as intake does: the refunds exist before their workflows do.
-        await asyncio.gather(
-            *(starter.start(self.temporal, inp, task_queue=self.task_queue) for inp in to_start)
-        )
+        # After the commit, as intake does: the refunds exist before their workflows do. A
+        # worker dying here leaves refunds stored but not started: the batch, repeated, finds
+        # them (`next_to_start` still lists them) and starts them (tests/crash).
+        crashpoint("incident.before_start")
+        temporal = self.temporal
+
+        async def start(inp: RefundInput) -> None:
+            await starter.start(temporal, inp, task_queue=self.task_queue)
+            activity.heartbeat()
+
+        await asyncio.gather(*(start(inp) for inp in to_start))
         async with self.reads() as session:
             outcomes = await incidents.outcomes(session, req.incident_id)
         started = sum(1 for r in rows if r.refund_id is not None and r.skip_reason is None)

@@ -79,6 +79,7 @@ PLAN_RETRY = RetryPolicy(
 )
 # One batch stores at most MAX_BATCH refunds and starts their workflows.
 BATCH_TIMEOUT = timedelta(seconds=60)
+BATCH_HEARTBEAT = timedelta(seconds=10)
 MAX_BATCH = 100
 # A run's history: ~11 events a batch; `IncidentInput.batches_per_run` (200) batches stay
 # far below Temporal's limits.
@@ -199,7 +200,10 @@ class IncidentWorkflow:
             began = workflow.now()
             rate = self.status.rate_per_second
             size = batch_size(rate)
-            answer = await workflow.execute_local_activity(
+            # A regular activity, not a local one: the workflow task ends as the batch is
+            # scheduled, so a confirm, pause or cancel is answered at once, and a worker lost
+            # mid-batch is noticed by its heartbeat (seconds), not by the batch's timeout.
+            answer = await workflow.execute_activity(
                 incident_steps.start_incident_refunds,
                 BatchRequest(
                     incident_id=d.incident_id,
@@ -210,6 +214,7 @@ class IncidentWorkflow:
                     refund_reason=d.refund_reason,
                 ),
                 start_to_close_timeout=BATCH_TIMEOUT,
+                heartbeat_timeout=BATCH_HEARTBEAT,
                 retry_policy=DB_RETRY,
             )
             self.batches_this_run += 1

@@ -4,10 +4,16 @@ refund's approve and reject are: a refusal is a 409 with the reason and the stat
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter
-from temporalio.client import Client, WorkflowUpdateFailedError
+from fastapi import APIRouter, Response
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
@@ -15,7 +21,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 from api.deps import Admin, ReadSessionDep, SessionDep, TemporalDep
 from api.openapi import problem_responses
 from api.problems import Problem
-from api.routers.incidents import incident_row
+from api.routers.incidents import incident_row, live_view
 from domain.incident import workflow_id_for_incident
 from domain.incident_run import (
     ConfirmIncident,
@@ -29,6 +35,9 @@ from store import audit
 from workflows.incident import IncidentWorkflow
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+
+# How long an action waits for the workflow to carry it out before answering 202.
+UPDATE_WAIT_SECONDS = 10.0
 
 
 # --- people's actions: Updates, judged by the workflow's validators -------------------------
@@ -44,13 +53,24 @@ async def _act(
     *,
     name: str,
     caller: str,
+    response: Response,
 ) -> IncidentView:
     row = await incident_row(reads, incident_id)
     handle = temporal.get_workflow_handle_for(
         IncidentWorkflow.run, workflow_id_for_incident(incident_id)
     )
+    view: IncidentView | None = None
+    accepted = False
     try:
-        view: IncidentView = await handle.execute_update(update, req)
+        # Accepted means the validator said yes and history holds the request (a refusal
+        # comes out of `result()`); the answer follows once the workflow carried it out.
+        pending = await handle.start_update(
+            update, req, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        accepted = True
+        view = await asyncio.wait_for(pending.result(), UPDATE_WAIT_SECONDS)
+    except TimeoutError:
+        pass  # accepted, still being carried out
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         details = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else {}
@@ -66,6 +86,18 @@ async def _act(
             errors=[{"field": field, "message": reason}] if field else None,
             status_now=row.state.value,
         ) from err
+    except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+        if accepted:
+            view = None  # taken; its answer is late
+        else:
+            raise Problem(
+                503,
+                "incident-not-answering",
+                "The incident did not answer in time",
+                "no worker answered in time; the request may still be carried out: read "
+                "the incident (GET) before repeating it",
+                headers={"Retry-After": "5"},
+            ) from err
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             raise Problem(
@@ -82,6 +114,10 @@ async def _act(
             err.message,
             headers={"Retry-After": "5"},
         ) from err
+    if view is None:  # accepted, still being carried out: what the database shows now
+        response.status_code = 202
+        await reads.rollback()
+        view = await live_view(reads, await incident_row(reads, incident_id))
     now = utcnow()
     async with session.begin():
         await audit.append(
@@ -96,7 +132,10 @@ async def _act(
     return view
 
 
-ACTION_RESPONSES = problem_responses(404, 409, 503)
+ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Accepted, still being carried out: the incident as stored now"},
+    **problem_responses(404, 409, 503),
+}
 
 
 @router.post(
@@ -113,6 +152,7 @@ async def confirm(
     reads: ReadSessionDep,
     temporal: TemporalDep,
     caller: Admin,
+    response: Response,
 ) -> IncidentView:
     return await _act(
         temporal,
@@ -123,6 +163,7 @@ async def confirm(
         req,
         name="confirm",
         caller=caller.key_id,
+        response=response,
     )
 
 
@@ -138,6 +179,7 @@ async def pause(
     reads: ReadSessionDep,
     temporal: TemporalDep,
     caller: Admin,
+    response: Response,
 ) -> IncidentView:
     return await _act(
         temporal,
@@ -148,6 +190,7 @@ async def pause(
         req,
         name="pause",
         caller=caller.key_id,
+        response=response,
     )
 
 
@@ -163,6 +206,7 @@ async def resume(
     reads: ReadSessionDep,
     temporal: TemporalDep,
     caller: Admin,
+    response: Response,
 ) -> IncidentView:
     return await _act(
         temporal,
@@ -173,6 +217,7 @@ async def resume(
         req,
         name="resume",
         caller=caller.key_id,
+        response=response,
     )
 
 
@@ -188,6 +233,7 @@ async def cancel(
     reads: ReadSessionDep,
     temporal: TemporalDep,
     caller: Admin,
+    response: Response,
 ) -> IncidentView:
     return await _act(
         temporal,
@@ -198,4 +244,5 @@ async def cancel(
         req,
         name="cancel",
         caller=caller.key_id,
+        response=response,
     )

@@ -54,7 +54,7 @@ def _view(row: IncidentRow, *, started: int | None = None) -> IncidentView:
     return view
 
 
-async def _live_view(session: Any, row: IncidentRow) -> IncidentView:
+async def live_view(session: Any, row: IncidentRow) -> IncidentView:
     """The incident as its workflow last reported it, with its refunds as they stand now."""
     view = _view(row)
     if view.state not in (IncidentState.PLANNING, IncidentState.AWAITING_CONFIRMATION):
@@ -177,7 +177,7 @@ async def declare(
         ) from failed
     response.status_code = 200 if repeat else 202
     await reads.rollback()  # a fresh snapshot: the declaration was committed since
-    return await _live_view(reads, await incident_row(reads, incident_id))
+    return await live_view(reads, await incident_row(reads, incident_id))
 
 
 class IncidentList(BaseModel):
@@ -202,7 +202,7 @@ async def list_incidents(
     responses=problem_responses(404),
 )
 async def get_incident(incident_id: Identifier, session: ReadSessionDep, _: Admin) -> IncidentView:
-    return await _live_view(session, await incident_row(session, incident_id))
+    return await live_view(session, await incident_row(session, incident_id))
 
 
 class IncidentOrder(BaseModel):
