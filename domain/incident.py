@@ -28,6 +28,7 @@ from domain.types import (
     ProductType,
     RefundReason,
 )
+from domain.wording import money_en
 
 __all__ = [
     "INCIDENT_CALLER",
@@ -42,6 +43,7 @@ __all__ = [
     "RatePerSecond",
     "SkipReason",
     "affected_items",
+    "batch_size",
     "effective_rate",
     "incident_idempotency_key",
     "incident_refund_id",
@@ -240,6 +242,14 @@ class PlanSummary(Model):
         self.to_refund += 1
         self.amounts[planned.currency] = self.amounts.get(planned.currency, 0) + planned.amount
 
+    def in_words(self) -> str:
+        money = ", ".join(money_en(a, c) for c, a in sorted(self.amounts.items())) or "nothing"
+        skipped = ", ".join(f"{n} {r.value}" for r, n in sorted(self.skipped.items())) or "none"
+        return (
+            f"dry run: {self.matched} orders matched, {self.to_refund} to refund ({money}); "
+            f"skipped: {skipped}"
+        )
+
 
 def affected_items(order: Order, selection: IncidentSelection) -> list[OrderItem]:
     return [i for i in order.items if selection.matches_item(i)]
@@ -322,6 +332,11 @@ def limit_refusal(
                 "selection, or declare it again with override_limits: true"
             )
     return None
+
+
+def batch_size(rate: float, largest: int) -> int:
+    """Refunds started per batch: about a second's worth, one at least, `largest` at most."""
+    return max(1, min(largest, round(rate)))
 
 
 def effective_rate(requested: float | None, limits: IncidentPolicy) -> float:

@@ -14,6 +14,7 @@ from domain.acceptance import Refusal
 from domain.incident import IncidentDeclaration, PlanSummary, RatePerSecond, SkipReason
 from domain.model import Identifier, LongText, Model
 from domain.policy import IncidentPolicy
+from domain.wording import money_en
 
 __all__ = [
     "ConfirmIncident",
@@ -91,6 +92,14 @@ class IncidentReport(Model):
     in_flight: int = 0
     refunded_amounts: dict[str, int] = Field(default_factory=dict)
     commissions_clawed_back: dict[str, int] = Field(default_factory=dict)
+
+    def in_words(self) -> str:
+        money = ", ".join(money_en(a, c) for c, a in sorted(self.refunded_amounts.items()))
+        return (
+            f"{self.refunded} refunded ({money or 'nothing'}), {self.failed} failed, "
+            f"{self.waiting_for_a_person} waiting for a person, "
+            f"{sum(self.skipped.values())} skipped"
+        )
 
 
 class IncidentStatus(Model):

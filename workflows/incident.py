@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     import workflows.incident_steps as incident_steps
     from domain.acceptance import Refusal
     from domain.incident import (
-        PlanSummary,
+        batch_size,
         effective_rate,
         limit_refusal,
         selection_refusal,
@@ -58,7 +58,6 @@ with workflow.unsafe.imports_passed_through():
         may_resume,
     )
     from domain.policy import IncidentPolicy
-    from domain.wording import money_en
     from workflows.incident_messages import (
         BatchRequest,
         IncidentInput,
@@ -89,11 +88,6 @@ FIRST_POLL = timedelta(seconds=2)
 LAST_POLL = timedelta(seconds=30)
 
 
-def batch_size(rate: float) -> int:
-    """Refunds started per batch: about a second's worth, one at least."""
-    return max(1, min(MAX_BATCH, round(rate)))
-
-
 def _refuse(refusal: Refusal | None) -> None:
     if refusal is not None:
         raise ApplicationError(
@@ -102,15 +96,6 @@ def _refuse(refusal: Refusal | None) -> None:
             type="Refused",
             non_retryable=True,
         )
-
-
-def _summary_words(summary: PlanSummary) -> str:
-    money = ", ".join(money_en(a, c) for c, a in sorted(summary.amounts.items())) or "nothing"
-    skipped = ", ".join(f"{n} {r.value}" for r, n in sorted(summary.skipped.items())) or "none"
-    return (
-        f"dry run: {summary.matched} orders matched, {summary.to_refund} to refund ({money}); "
-        f"skipped: {skipped}"
-    )
 
 
 @workflow.defn(name=INCIDENT_WORKFLOW_TYPE)
@@ -176,11 +161,11 @@ class IncidentWorkflow:
         ):
             self._set(IncidentState.REFUSED, f"refused: {refusal}")
         elif summary.to_refund == 0:
-            self._set(IncidentState.COMPLETED, _summary_words(summary) + "; nothing to refund")
+            self._set(IncidentState.COMPLETED, summary.in_words() + "; nothing to refund")
         else:
             self._set(
                 IncidentState.AWAITING_CONFIRMATION,
-                _summary_words(summary) + "; a second person must confirm",
+                summary.in_words() + "; a second person must confirm",
             )
         await self._record()
 
@@ -199,7 +184,7 @@ class IncidentWorkflow:
                 await self._continue_as_new()
             began = workflow.now()
             rate = self.status.rate_per_second
-            size = batch_size(rate)
+            size = batch_size(rate, MAX_BATCH)
             # A regular activity, not a local one: the workflow task ends as the batch is
             # scheduled, so a confirm, pause or cancel is answered at once, and a worker lost
             # mid-batch is noticed by its heartbeat (seconds), not by the batch's timeout.
@@ -268,12 +253,7 @@ class IncidentWorkflow:
             retry_policy=DB_RETRY,
         )
         self.status.report = report
-        money = ", ".join(money_en(a, c) for c, a in sorted(report.refunded_amounts.items()))
-        words = (
-            f"{report.refunded} refunded ({money or 'nothing'}), {report.failed} failed, "
-            f"{report.waiting_for_a_person} waiting for a person, "
-            f"{sum(report.skipped.values())} skipped"
-        )
+        words = report.in_words()
         if self.status.state is IncidentState.CANCELLING:
             self._set(IncidentState.CANCELLED, f"cancelled by {self.status.cancelled_by}: {words}")
         else:
