@@ -21,9 +21,12 @@ from api.routers import (
     admin,
     distributors,
     gateways,
+    incident_actions,
+    incidents,
     notifications,
     orders,
     people,
+    precheck,
     refunds,
     reports,
     reviews,
@@ -97,6 +100,7 @@ def create_app(
     )
     for module in (
         orders,
+        precheck,
         refunds,
         reviews,
         notifications,
@@ -106,6 +110,8 @@ def create_app(
         reports,
         people,
         stuck,
+        incidents,
+        incident_actions,
     ):
         document_router(module.router)
         app.include_router(module.router)

@@ -74,7 +74,7 @@ async def take_refund(
                 raise _Repeat
             order = await _orderable(session, request)
             items = refund_rows.requested_items(request, order)
-            await _check_not_taken(session, order, items)
+            await check_not_taken(session, order, items)
             row = await refund_rows.insert_refund(
                 session,
                 refund_rows.NewRefund(
@@ -100,7 +100,7 @@ async def take_refund(
         async with session.begin():
             repeat = await _repeat(session, caller, idempotency_key, digest)
             if repeat is None and isinstance(lost, IntegrityError):
-                await _check_not_taken(session, order, items)
+                await check_not_taken(session, order, items)
         if repeat is None:
             raise
         await ensure_started(session, temporal, repeat.refund_id, task_queue=task_queue)
@@ -171,11 +171,11 @@ async def _orderable(session: AsyncSession, request: RefundRequest) -> Order:
         )
     if order.status is OrderStatus.CANCELLED:
         raise Problem(409, "order-cancelled", "The order is cancelled", "nothing to refund")
-    _check_items(request, order)
+    check_items(request, order)
     return order
 
 
-def _check_items(request: RefundRequest, order: Order) -> None:
+def check_items(request: RefundRequest, order: Order) -> None:
     for n, wanted in enumerate(request.items or []):
         item = order.item(wanted.item_id)
         if item is None:
@@ -186,7 +186,7 @@ def _check_items(request: RefundRequest, order: Order) -> None:
             raise field_error(f"items[{n}].quantity", f"at most {item.quantity} for this item")
 
 
-async def _check_not_taken(
+async def check_not_taken(
     session: AsyncSession, order: Order, items: list[RefundItemRequest]
 ) -> None:
     ids = [i.item_id for i in items]

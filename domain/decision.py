@@ -12,6 +12,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from domain.incident import IncidentMark
 from domain.model import Model
 from domain.order import Order
 from domain.refund import DecisionView, RefundItemRequest, RefundItemView, RiskAssessment
@@ -30,6 +31,9 @@ class DecisionCase(Model):
     reason: RefundReason
     reason_text: str = ""
     now: datetime
+    # Set when the shop itself refunds the order because of an incident (`domain.incident`):
+    # the shop's fault, refunded (see `domain.rules`).
+    incident: IncidentMark | None = None
 
 
 @dataclass(frozen=True)

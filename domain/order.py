@@ -24,6 +24,9 @@ class CardKeyRef(Model):
     card_key_id: Identifier
     supplier: Identifier
     delivered_at: UtcDatetime | None = None
+    # The supplier's batch the key came from, when the platform knows it: an incident can
+    # select a bad batch by it (`domain.incident`).
+    batch_id: Identifier | None = None
 
 
 class Usage(Model):

@@ -288,6 +288,48 @@ class RiskPolicy(PolicyPart):
         return self
 
 
+# --- incidents and self-help ----------------------------------------------------------------
+
+
+class IncidentPolicy(PolicyPart):
+    """Incidents (a bad supplier batch, an outage): refunds the shop starts for many orders at
+    once (`domain.incident`). A selection above `max_orders` orders or `max_amount` (fen, per
+    currency) is refused unless its declaration says `override_limits: true`; refunds start
+    at `default_rate_per_second` unless the declaration names a rate, never faster than
+    `max_rate_per_second`."""
+
+    max_orders: Count = 1000
+    max_amount: Fen = 10_000_000
+    default_rate_per_second: Annotated[float, Field(gt=0, le=1000)] = 5.0
+    max_rate_per_second: Annotated[float, Field(gt=0, le=1000)] = 50.0
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> IncidentPolicy:
+        if self.default_rate_per_second > self.max_rate_per_second:
+            raise ValueError("default_rate_per_second must be at most max_rate_per_second")
+        return self
+
+
+class SelfHelpStep(PolicyPart):
+    """One thing a buyer can try before asking for a refund (seed 003's 智能预检)."""
+
+    zh: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    en: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class SelfHelp(PolicyPart):
+    """Self-help steps per product type, shown by `POST /v1/refunds/precheck`."""
+
+    card_key: list[SelfHelpStep] = Field(default_factory=list, max_length=20)
+    course: list[SelfHelpStep] = Field(default_factory=list, max_length=20)
+    membership: list[SelfHelpStep] = Field(default_factory=list, max_length=20)
+    topup: list[SelfHelpStep] = Field(default_factory=list, max_length=20)
+
+    def of(self, product_type: ProductType) -> list[SelfHelpStep]:
+        steps: list[SelfHelpStep] = getattr(self, product_type.value)
+        return steps
+
+
 # --- merchants and the whole policy --------------------------------------------------------
 
 
@@ -312,6 +354,10 @@ class Policy(PolicyPart):
     risk: RiskPolicy = Field(default_factory=RiskPolicy)
     merchants: dict[Identifier, MerchantPolicy] = Field(default_factory=dict)
     skus: dict[Identifier, ProductRulesOverride] = Field(default_factory=dict)
+    incidents: IncidentPolicy = Field(default_factory=IncidentPolicy)
+    # Words for buyers, not rules: left out of the policy's serialised form (the policy
+    # travels in every refund's history, which never needs them) and of its version.
+    self_help: SelfHelp = Field(default_factory=SelfHelp, exclude=True)
 
     def rules_for(self, *, product_type: ProductType, merchant_id: str, sku: str) -> ProductRules:
         """The rules for one item: product type, then merchant, then SKU (most specific wins)."""

@@ -9,7 +9,10 @@ How a case is decided, in order:
 
 1. The order: unpaid (or cancelled without payment) -> `cancelled_unpaid`; the requested
    items must exist and not exceed what remains refundable (`domain.requested_items`).
-2. A duplicate charge (the classified reason) refunds the duplicate payments themselves.
+2. An incident refund (the shop refunds on its own initiative, `case.incident`) is the
+   shop's fault: refunded, unless a key was redeemed since the dry run (a person decides);
+   only a blacklist still sends it to a person (no velocity, limit or fast-lane gates).
+   A duplicate charge (the classified reason) refunds the duplicate payments themselves.
 3. Otherwise each requested item is judged on its own (`domain.item_rules`, first match wins):
    shop faults (undelivered, supplier-confirmed invalid key, failed top-up) are refunded;
    non-refundable products and consumed goods (redeemed key, succeeded top-up) are refused;
@@ -40,6 +43,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from domain.decision import Decision, DecisionCase, Draft
+from domain.incident import INCIDENT_RULE, INCIDENT_RULE_REDEEMED
 from domain.item_rules import (
     ITEM_CHECKS,
     ItemContext,
@@ -121,6 +125,8 @@ RULES: dict[str, Outcome] = {
     "fast_lane.balance": Outcome.AUTO_APPROVE,
     "review.expired_auto_approve": Outcome.AUTO_APPROVE,
     "review.expired_wait": Outcome.REVIEW,
+    INCIDENT_RULE: Outcome.AUTO_APPROVE,
+    INCIDENT_RULE_REDEEMED: Outcome.REVIEW,
 }
 """Every rule id `decide` and `on_review_expired` can answer, with the outcome it carries."""
 
@@ -198,6 +204,36 @@ def _duplicate_charge(order: Order, lines: list[Line], reason: RefundReason) -> 
     )
 
 
+def _incident(order: Order, lines: list[Line], case: DecisionCase) -> Draft | None:
+    """The shop refunds this order itself (an incident): its fault, so refunded whatever the
+    reason, the window, the usage or the product's refundability — unless the supplier says
+    a key was redeemed since the incident's dry run (then a person decides)."""
+    mark = case.incident
+    if mark is None:
+        return None
+    amount = sum(line.amount for line in lines)
+    redeemed = [line for line in lines if line.worst is Unit.REDEEMED]
+    if redeemed:
+        return Draft(
+            Outcome.REVIEW,
+            INCIDENT_RULE_REDEEMED,
+            f"Incident {mark.incident_id} ({mark.reason}): the supplier reports a card key of "
+            f"{', '.join(line.label_en for line in redeemed)} redeemed; a person decides.",
+            f"因{mark.reason}，平台为您发起退款；卡密显示已被使用，已转人工核实。",
+            amount=amount,
+        )
+    return Draft(
+        Outcome.AUTO_APPROVE,
+        INCIDENT_RULE,
+        f"Incident {mark.incident_id} ({mark.reason}): the shop's fault, so the shop refunds "
+        f"{money_en(amount, order.currency)} on its own initiative, whatever the window, the "
+        "usage or the buyer's history.",
+        f"因{mark.reason}，平台已主动为您退款 {money_zh(amount, order.currency)}，无需申请。",
+        amount=amount,
+        destination=mark.destination,
+    )
+
+
 # --- all items: the strictest verdict wins --------------------------------------------------
 
 
@@ -238,14 +274,16 @@ def _signal_summary(risk: RiskAssessment) -> str:
     )
 
 
-def _risk_gate(draft: Draft, risk: RiskAssessment) -> Draft:
+def _risk_gate(draft: Draft, risk: RiskAssessment, *, only_blocked: bool = False) -> Draft:
     """Blocked and high-risk buyers never get money without a person. The buyer's text does
-    not name the signals (they are for reviewers, not for abusers to learn from)."""
+    not name the signals (they are for reviewers, not for abusers to learn from).
+    `only_blocked`: the shop refunds on its own initiative (an incident), so the buyer's
+    velocity and history say nothing; a blacklist still sends it to a person."""
     if draft.outcome is not Outcome.AUTO_APPROVE:
         return draft
     if risk.level is RiskLevel.BLOCKED:
         rule, why = "risk.blocked", "the buyer, device or IP is blacklisted"
-    elif risk.level is RiskLevel.HIGH:
+    elif risk.level is RiskLevel.HIGH and not only_blocked:
         rule, why = "risk.high", "the risk level is high"
     else:
         return draft
@@ -361,6 +399,7 @@ def decide(case: DecisionCase, policy: Policy) -> Decision:
         _unpaid_order(order)
         or problem
         or _cancelled_paid_order(order, lines)
+        or _incident(order, lines, case)
         or _duplicate_charge(order, lines, reason)
     )
     if draft is None:
@@ -370,6 +409,10 @@ def decide(case: DecisionCase, policy: Policy) -> Decision:
             reason=reason, reason_text=case.reason_text, elapsed=elapsed, policy=policy
         )
         draft = _judge_items(lines, ctx)
+    if case.incident is not None:
+        # The incident's own limits and a second person's confirmation stand in for the
+        # automatic limit; the fast lane has nothing to add.
+        return _finish(_risk_gate(draft, case.risk, only_blocked=True), lines, case, policy)
     draft = _risk_gate(draft, case.risk)
     draft = _amount_gate(draft, lines, case.risk, order.currency)
     draft = _fast_lane(draft, lines, case.risk, policy, order)

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench.main", "measure automatic refunds against an empty workflow"),
     "chaos": ("refundctl.chaos.run", "refunds while the worker is killed at random; checks"),
     "explain": ("refundctl.explain", "replay the decision for an order without creating a refund"),
+    "incident": ("refundctl.incident", "declare and run an incident: many orders refunded first"),
     "reconcile": ("refundctl.reconcile", "compare a day's payouts with the gateways' records"),
     "audit": ("refundctl.audit", "verify the hash-chained audit log"),
     "stuck": ("refundctl.stuck", "list stuck refunds, why, and the command that fixes each"),

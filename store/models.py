@@ -126,6 +126,8 @@ class CardKeyRow(Base):
     position: Mapped[int] = mapped_column(Integer)
     supplier: Mapped[str] = mapped_column(ID)
     delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The supplier's batch, when the platform reports it: incidents select bad batches by it.
+    batch_id: Mapped[str | None] = mapped_column(ID, index=True)
 
 
 class CommissionRow(Base):
@@ -184,6 +186,8 @@ class RefundRow(Base):
     workflow_started: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    # The incident that started this refund (the shop's own initiative), if one did.
+    incident_id: Mapped[str | None] = mapped_column(ID, index=True)
 
     # The body's parts, read only together with the refunds they belong to
     # (`store.refunds.WITH_PARTS`: one query per part for any number of refunds). Touching
@@ -432,3 +436,8 @@ class ConsoleSessionRow(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+# Incidents' and pre-checks' tables live in their own module; imported here so that
+# `Base.metadata` (Alembic, the schema test) knows every table.
+import store.incident_rows  # noqa: E402, F401

@@ -43,6 +43,12 @@ def body_hash(order: Order, contact: BuyerContact | None = None) -> str:
     """Of the body as posted: the contact counts only when there is one, so orders recorded
     before contacts existed keep their hash."""
     body = order.model_dump(mode="json")
+    # A card key without a batch hashes as it did before keys had batches, so an order
+    # recorded then and posted again unchanged is still the same order (200, not 409).
+    for item in body["items"]:
+        for key in item["card_keys"]:
+            if key.get("batch_id") is None:
+                key.pop("batch_id", None)
     if contact is not None:
         body["buyer_contact"] = contact.model_dump(mode="json")
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -122,6 +128,7 @@ async def record_order(
                     position=pos,
                     supplier=key.supplier,
                     delivered_at=key.delivered_at,
+                    batch_id=key.batch_id,
                 )
             )
     for p in order.payments:
@@ -187,7 +194,12 @@ async def load_orders(session: AsyncSession, order_ids: Collection[str]) -> dict
         .order_by(CardKeyRow.order_id, CardKeyRow.item_id, CardKeyRow.position)
     ):
         keys.setdefault((k.order_id, k.item_id), []).append(
-            CardKeyRef(card_key_id=k.card_key_id, supplier=k.supplier, delivered_at=k.delivered_at)
+            CardKeyRef(
+                card_key_id=k.card_key_id,
+                supplier=k.supplier,
+                delivered_at=k.delivered_at,
+                batch_id=k.batch_id,
+            )
         )
     payments = _by_order(
         await session.scalars(

@@ -103,6 +103,9 @@ class NewRefund:
     idempotency_key: str
     request_hash: str
     now: datetime
+    # A refund the shop starts itself (`domain.incident`): the incident and where it pays.
+    incident_id: str | None = None
+    destination: Destination = Destination.ORIGINAL
 
 
 async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
@@ -121,7 +124,7 @@ async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
         status=RefundStatus.SUBMITTED,
         amount=amount,
         currency=new.order.currency,
-        destination=Destination.ORIGINAL,
+        destination=new.destination,
         reason=req.reason,
         reason_text=req.reason_text,
         client_ip=(req.client.ip if req.client else None)
@@ -133,6 +136,7 @@ async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
         workflow_id=workflow_id_for(new.refund_id),
         created_at=new.now,
         updated_at=new.now,
+        incident_id=new.incident_id,
     )
     session.add(row)
     await session.flush()
@@ -326,9 +330,12 @@ async def list_refunds(
     status: RefundStatus | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    incident_id: str | None = None,
 ) -> tuple[list[RefundRow], str | None]:
     """Newest first, keyset-paginated on (created_at, refund_id), read with their parts."""
     stmt = select(RefundRow).options(*WITH_PARTS)
+    if incident_id:
+        stmt = stmt.where(RefundRow.incident_id == incident_id)
     if order_id:
         stmt = stmt.where(RefundRow.order_id == order_id)
     if buyer_id:

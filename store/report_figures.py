@@ -59,6 +59,14 @@ class CohortRefund:
     items: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (sku, product_type)
 
 
+@dataclass(frozen=True)
+class PrecheckFact:
+    """A buyer's pre-check made in the window, and whether a refund of the order followed."""
+
+    outcome: str  # automatic | review | no | support
+    followed_by_refund: bool
+
+
 # --- the report --------------------------------------------------------------------------
 
 
@@ -123,6 +131,23 @@ class ReviewDeadlines(BaseModel):
     share_met: float | None = Field(description="met / (met + missed)")
 
 
+class PrecheckOutcomeCount(BaseModel):
+    prechecks: int
+    followed_by_refund: int
+
+
+class Prechecks(BaseModel):
+    """Pre-checks (`POST /v1/refunds/precheck`) made in the window and what buyers did next:
+    a pre-check not followed by a refund of the order is a refund deflected (the self-help
+    helped, or the buyer saw it would not be refunded)."""
+
+    prechecks: int
+    followed_by_refund: int
+    not_followed: int
+    deflection_rate: float | None = Field(description="not_followed / prechecks")
+    by_outcome: dict[str, PrecheckOutcomeCount]
+
+
 class Report(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -134,6 +159,7 @@ class Report(BaseModel):
     automation: Automation
     time_to_money: TimeToMoney
     review_deadlines: ReviewDeadlines
+    prechecks: Prechecks
 
 
 # --- pure aggregation --------------------------------------------------------------------
@@ -227,6 +253,27 @@ def review_deadlines(refunds: Iterable[RefundFact]) -> ReviewDeadlines:
     )
 
 
+def prechecks(facts: Iterable[PrecheckFact]) -> Prechecks:
+    total = followed = 0
+    by_outcome: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for f in facts:
+        total += 1
+        followed += f.followed_by_refund
+        counts = by_outcome[f.outcome]
+        counts[0] += 1
+        counts[1] += f.followed_by_refund
+    return Prechecks(
+        prechecks=total,
+        followed_by_refund=followed,
+        not_followed=total - followed,
+        deflection_rate=_share(total - followed, total),
+        by_outcome={
+            k: PrecheckOutcomeCount(prechecks=v[0], followed_by_refund=v[1])
+            for k, v in sorted(by_outcome.items())
+        },
+    )
+
+
 def _rows(orders: dict[str, set[str]], refunds: dict[str, list[CohortRefund]]) -> list[RateRow]:
     out = []
     for key, order_ids in orders.items():
@@ -287,6 +334,7 @@ def build_report(
     orders: Sequence[OrderFact],
     cohort_refunds: Sequence[CohortRefund],
     merchant_id: str | None = None,
+    precheck_facts: Sequence[PrecheckFact] = (),
 ) -> Report:
     return Report(
         window=Window(from_=start, to=end),
@@ -297,4 +345,5 @@ def build_report(
         automation=automation(refunds),
         time_to_money=time_to_money(refunds),
         review_deadlines=review_deadlines(refunds),
+        prechecks=prechecks(precheck_facts),
     )

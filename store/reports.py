@@ -20,10 +20,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import OrderItemRow, OrderRow, RefundItemRow, RefundRow, TimelineRow
+from store.prechecks import prechecks_made
 from store.report_figures import (
     Automation,
     CohortRefund,
     OrderFact,
+    PrecheckFact,
+    Prechecks,
     RateRow,
     Rates,
     ReasonCount,
@@ -36,6 +39,7 @@ from store.report_figures import (
     automation,
     build_report,
     percentile,
+    prechecks,
     rates,
     reasons,
     review_deadlines,
@@ -48,6 +52,8 @@ __all__ = [
     "Automation",
     "CohortRefund",
     "OrderFact",
+    "PrecheckFact",
+    "Prechecks",
     "RateRow",
     "Rates",
     "ReasonCount",
@@ -61,6 +67,8 @@ __all__ = [
     "build_report",
     "order_cohort",
     "percentile",
+    "prechecks",
+    "prechecks_made",
     "rates",
     "reasons",
     "refunds_created",
@@ -199,4 +207,5 @@ async def report(
 ) -> Report:
     refunds = await refunds_created(session, start, end, merchant_id)
     orders, cohort_refunds = await order_cohort(session, start, end, merchant_id)
-    return build_report(start, end, refunds, orders, cohort_refunds, merchant_id)
+    checked = await prechecks_made(session, start, end, merchant_id)
+    return build_report(start, end, refunds, orders, cohort_refunds, merchant_id, checked)

@@ -30,8 +30,11 @@ async def risk_facts(
     of scalar subqueries (a dozen round trips to the database were most of a risk check).
 
     Each count uses an index: (buyer_id, created_at), (device_id, created_at),
-    (client_ip, created_at) on refunds; card_key_id on card_keys; buyer_id on orders."""
-    others = RefundRow.refund_id != refund_id
+    (client_ip, created_at) on refunds; card_key_id on card_keys; buyer_id on orders.
+
+    Refunds an incident started are not the buyer's doing (the shop refunded them on its own
+    initiative): they count for nobody's velocity, history or refund rate."""
+    others = (RefundRow.refund_id != refund_id) & RefundRow.incident_id.is_(None)
     none = literal(0)
 
     def count(*where: ColumnElement[bool]) -> ColumnElement[int]:
@@ -100,7 +103,11 @@ def _card_key_refunds(refund_id: str, card_key_ids: Sequence[str]) -> ColumnElem
             (RefundRow.refund_id == RefundItemRow.refund_id)
             & (RefundRow.order_id == CardKeyRow.order_id),
         )
-        .where(CardKeyRow.card_key_id.in_(card_key_ids), RefundRow.refund_id != refund_id)
+        .where(
+            CardKeyRow.card_key_id.in_(card_key_ids),
+            RefundRow.refund_id != refund_id,
+            RefundRow.incident_id.is_(None),
+        )
         .scalar_subquery()
     )
 
@@ -136,6 +143,7 @@ def _linked_accounts(
         .where(
             or_(*shared),
             RefundRow.buyer_id != buyer_id,
+            RefundRow.incident_id.is_(None),
             RefundRow.created_at >= at - timedelta(days=30),
             OrderItemRow.sku.in_(skus),
         )

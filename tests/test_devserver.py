@@ -26,6 +26,9 @@ CONTRACT_SEARCH_ATTRIBUTES = {
     "RiskLevel": "Keyword",
     "ReviewDeadline": "Datetime",
 }
+# Incidents' (issue 11): an incident's refunds and the incident itself carry its id.
+INCIDENT_SEARCH_ATTRIBUTES = {"IncidentId": "Keyword", "IncidentState": "Keyword"}
+REGISTERED_SEARCH_ATTRIBUTES = {**CONTRACT_SEARCH_ATTRIBUTES, **INCIDENT_SEARCH_ATTRIBUTES}
 
 INDEXED_TYPE_NAMES = {
     IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
@@ -57,7 +60,7 @@ def test_compose_file_is_a_runnable_service() -> None:
 
 
 def test_compose_file_declares_the_contract_search_attributes() -> None:
-    assert compose_search_attributes() == CONTRACT_SEARCH_ATTRIBUTES
+    assert compose_search_attributes() == REGISTERED_SEARCH_ATTRIBUTES
 
 
 def test_dev_server_args_carry_every_option_of_the_compose_file() -> None:
@@ -92,7 +95,10 @@ def test_dev_server_args_follow_edits_of_the_compose_file(tmp_path: Path) -> Non
 
     argv = dev_server_args(compose_file=edited, binary="temporal")
     assert "--search-attribute=Channel=Keyword" in argv
-    assert compose_search_attributes(edited) == {**CONTRACT_SEARCH_ATTRIBUTES, "Channel": "Keyword"}
+    assert compose_search_attributes(edited) == {
+        **REGISTERED_SEARCH_ATTRIBUTES,
+        "Channel": "Keyword",
+    }
 
 
 @pytest.mark.integration
@@ -106,8 +112,8 @@ async def test_dev_server_registers_the_contract_search_attributes() -> None:
             name: INDEXED_TYPE_NAMES.get(kind, str(kind))
             for name, kind in response.custom_attributes.items()
         }
-    assert {name: registered.get(name) for name in CONTRACT_SEARCH_ATTRIBUTES} == (
-        CONTRACT_SEARCH_ATTRIBUTES
+    assert {name: registered.get(name) for name in REGISTERED_SEARCH_ATTRIBUTES} == (
+        REGISTERED_SEARCH_ATTRIBUTES
     )
 
 

@@ -18,9 +18,10 @@ from temporalio import activity
 from temporalio.workflow import _Definition
 
 from workers.wiring import RefundActivities
-from workflows import steps
+from workflows import incident_steps, steps
+from workflows.incident import IncidentWorkflow
 from workflows.refund import RefundWorkflow
-from workflows.search import WORKFLOW_TYPE
+from workflows.search import INCIDENT_WORKFLOW_TYPE, WORKFLOW_TYPE
 
 
 def _name(fn: Callable[..., Any]) -> str | None:
@@ -46,7 +47,11 @@ def _implementations() -> dict[str, Callable[..., Any]]:
 
 def test_every_declared_step_is_implemented_with_the_same_types() -> None:
     implemented = _implementations()
-    declared = {_name(getattr(steps, n)): getattr(steps, n) for n in steps.__all__}
+    declared = {
+        _name(getattr(module, n)): getattr(module, n)
+        for module in (steps, incident_steps)
+        for n in module.__all__
+    }
     assert set(declared) <= set(implemented), set(declared) - set(implemented)
     for name, declaration in declared.items():
         assert name is not None
@@ -55,3 +60,17 @@ def test_every_declared_step_is_implemented_with_the_same_types() -> None:
 
 def test_the_starter_starts_the_workflow_by_its_own_name() -> None:
     assert _Definition.must_from_class(RefundWorkflow).name == WORKFLOW_TYPE
+    assert _Definition.must_from_class(IncidentWorkflow).name == INCIDENT_WORKFLOW_TYPE
+
+
+def test_the_worker_registers_every_declared_step() -> None:
+    """A step declared but missing from `RefundActivities.activities()` fails at run time."""
+    hints = typing.get_type_hints(RefundActivities)
+    parts = {
+        f.name: hints[f.name].__new__(hints[f.name]) for f in dataclasses.fields(RefundActivities)
+    }
+    registered = {_name(fn) for fn in RefundActivities(**parts).activities()}
+    declared = {
+        _name(getattr(module, n)) for module in (steps, incident_steps) for n in module.__all__
+    }
+    assert declared <= registered, declared - registered

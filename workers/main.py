@@ -24,6 +24,7 @@ from workers.outbox import OutboxDispatcher
 from workers.processes import worker_children
 from workers.sweeper import sweep_unstarted
 from workers.wiring import build_activities, buyer_messenger
+from workflows.incident import IncidentWorkflow
 from workflows.refund import RefundWorkflow
 
 if TYPE_CHECKING:
@@ -99,11 +100,11 @@ async def serve(
     client = await connect(settings, runtime=ops.runtime, tracer_provider=ops.tracer_provider)
     reads = make_read_session_factory(engine)
     async with ops.http_client() as http:
-        acts = build_activities(settings, sessions, http, reads=reads)
+        acts = build_activities(settings, sessions, http, reads=reads, temporal=client)
         worker = Worker(
             client,
             task_queue=settings.task_queue,
-            workflows=[RefundWorkflow],
+            workflows=[RefundWorkflow, IncidentWorkflow],
             activities=acts.activities(),
             max_concurrent_activities=100,
             workflow_runner=WORKFLOW_RUNNER,

@@ -8,8 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
 from activities.commissions import Commissions
+from activities.incidents import IncidentSteps
 from activities.payouts import Payouts
 from activities.records import RefundRecords
 from activities.risk import RiskChecks
@@ -34,6 +36,7 @@ class RefundActivities:
     keys: CardKeyChecks
     payouts: Payouts
     commissions: Commissions
+    incidents: IncidentSteps
 
     def activities(self) -> list[Any]:
         return [
@@ -49,6 +52,11 @@ class RefundActivities:
             self.payouts.rescue_abnormal_payout,
             self.payouts.abandon_payout,
             self.commissions.move_commissions,
+            self.incidents.plan_incident,
+            self.incidents.start_incident_refunds,
+            self.incidents.incident_outcomes,
+            self.incidents.incident_report,
+            self.incidents.record_incident,
         ]
 
 
@@ -58,16 +66,27 @@ def build_activities(
     http: httpx.AsyncClient,
     *,
     reads: SessionFactory | None = None,
+    temporal: Client | None = None,
 ) -> RefundActivities:
+    """`temporal`: the client incidents start their refunds with (the worker's own)."""
     policy = CurrentPolicy(settings.policy_path or None)
+    supplier = supplier_client(settings, http)
     return RefundActivities(
         records=RefundRecords(
             sessions, policy=policy.get, webhook_url=settings.platform_webhook_url, reads=reads
         ),
         risk=RiskChecks(reads or sessions, policy=policy.get),
-        keys=CardKeyChecks(supplier_client(settings, http)),
+        keys=CardKeyChecks(supplier),
         payouts=Payouts(sessions, gateways=payout_gateways(settings, http), reads=reads),
         commissions=Commissions(sessions),
+        incidents=IncidentSteps(
+            sessions,
+            policy=policy.get,
+            supplier=supplier,
+            temporal=temporal,
+            task_queue=settings.task_queue,
+            reads=reads,
+        ),
     )
 
 

@@ -17,6 +17,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from domain.incident import IncidentMark
 from domain.order import ClientInfo
 from domain.refund import Evidence, RefundBody, RefundItemRequest, workflow_id_for
 from store import refunds as refund_rows
@@ -50,6 +51,12 @@ def refund_input(row: RefundRow, items: list[RefundItemRequest]) -> RefundInput:
         amount=row.amount,
         currency=row.currency,
         created_at=row.created_at,
+        # An incident's refund: stored with the incident, its reason and where it pays.
+        incident=IncidentMark(
+            incident_id=row.incident_id, reason=row.reason_text, destination=row.destination
+        )
+        if row.incident_id is not None
+        else None,
     )
 
 

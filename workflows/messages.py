@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
+from domain.incident import IncidentMark
 from domain.model import Model
 from domain.order import CardKeyRef, ClientInfo, Order
 from domain.policy import Policy
@@ -63,6 +64,8 @@ class RefundInput(Model):
     amount: int
     currency: str = "CNY"
     created_at: datetime
+    # Set when an incident started the refund (the shop's own initiative, `domain.incident`).
+    incident: IncidentMark | None = None
 
 
 class CaseRequest(Model):

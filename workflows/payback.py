@@ -114,7 +114,10 @@ class Payback:
             currency=self.order.currency,
             buyer_id=self.inp.buyer_id,
             merchant_id=self.inp.merchant_id,
-            reason=reason_for_buyer(self.inp.reason),
+            # An incident's refund tells the buyer what happened (the gateway's refund notice).
+            reason=self.inp.incident.reason[:80]
+            if self.inp.incident is not None
+            else reason_for_buyer(self.inp.reason),
         )
         try:
             payout = await workflow.execute_activity(

@@ -118,6 +118,9 @@ class RefundWorkflow(RefundRequests):
             reason=self.inp.reason,
             reason_text=self.inp.reason_text,
             now=workflow.now(),
+            # An incident's refund: the rules treat it as the shop's fault. Only refunds an
+            # incident started carry one, so no recorded history decides differently.
+            incident=self.inp.incident,
         )
         decision = rules.decide(self.case, self.policy)
         self._apply_decision(decision, actor="rules")

@@ -116,10 +116,19 @@ async def list_refunds(
     status: RefundStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
+    incident_id: Annotated[
+        Identifier | None, Query(description="only the refunds this incident started")
+    ] = None,
 ) -> RefundPage:
     try:
         rows, next_cursor = await refund_rows.list_refunds(
-            session, order_id=order_id, buyer_id=buyer_id, status=status, limit=limit, cursor=cursor
+            session,
+            order_id=order_id,
+            buyer_id=buyer_id,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+            incident_id=incident_id,
         )
     except (ValueError, TypeError):
         raise field_error("cursor", "not a cursor this service issued") from None

@@ -1,5 +1,6 @@
 #!/bin/sh
-# The refunds namespace and the search attributes of the CONTRACT's "Temporal surface".
+# The refunds namespace and the search attributes of the CONTRACT's "Temporal surface"
+# (and incidents': IncidentId on an incident and its refunds, IncidentState).
 # Keep the list equal to temporal-dev.yml's (tests/operating/test_deploy_files.py checks).
 set -eu
 : "${NAMESPACE:=refunds}" "${RETENTION:=30d}"
@@ -13,7 +14,9 @@ for attribute in \
   BuyerId=Keyword \
   RefundAmount=Int \
   RiskLevel=Keyword \
-  ReviewDeadline=Datetime
+  ReviewDeadline=Datetime \
+  IncidentId=Keyword \
+  IncidentState=Keyword
 do
   name="${attribute%%=*}"
   type="${attribute#*=}"

@@ -36,6 +36,7 @@ CRASHPOINTS = (
     "payout.after_gateway",
     "payout.during_settlement",
     "commissions.claw_back",
+    "incident.before_start",
 )
 # How long a "timeout" fault holds the gateway's answer, and how long the worker's HTTP client
 # waits for it: the window in which a test SIGKILLs the worker mid-call.

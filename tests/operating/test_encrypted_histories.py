@@ -28,6 +28,7 @@ from domain.types import RefundReason
 from refundctl.devserver import temporal_binary
 from tests.system import KEYS, System, card_key_order, unique
 from tests.workflows.support import HISTORIES
+from workflows.incident import IncidentWorkflow
 from workflows.messages import RefundInput
 from workflows.refund import RefundWorkflow
 from workflows.search import WORKFLOW_TYPE
@@ -187,7 +188,8 @@ async def test_saved_and_encrypted_histories_replay_through_the_codec(
 ) -> None:
     refund_id, _ = private_refund
     converter = data_converter(system.settings)
-    replayer = Replayer(workflows=[RefundWorkflow], data_converter=converter)
+    # Incidents' histories (tests/histories/incident/) are kept beside the refunds'.
+    replayer = Replayer(workflows=[RefundWorkflow, IncidentWorkflow], data_converter=converter)
     saved = sorted(HISTORIES.rglob("*.json"))
     assert saved and any(p.parent.name == "before_lean" for p in saved)
     for path in saved:  # recorded before encryption: their payloads pass through

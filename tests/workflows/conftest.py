@@ -21,6 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 from tests.workflows.support import CONVERTER
 from workflows.search import (
     BUYER_ID,
+    INCIDENT_ID,
+    INCIDENT_STATE,
     MERCHANT_ID,
     ORDER_ID,
     REFUND_AMOUNT,
@@ -37,6 +39,9 @@ CONTRACT_SEARCH_ATTRIBUTES = (
     REFUND_AMOUNT,
     RISK_LEVEL,
     REVIEW_DEADLINE,
+    # Incidents' (not the CONTRACT's, but registered wherever it is).
+    INCIDENT_ID,
+    INCIDENT_STATE,
 )
 
 

@@ -1,4 +1,4 @@
-"""Replays every saved RefundWorkflow history against today's workflow code.
+"""Replays every saved RefundWorkflow (and IncidentWorkflow) history against today's code.
 
 A change to workflows/refund.py that would make a running refund take a different path
 (new or reordered activities, timers, search-attribute upserts ...) fails here unless it
@@ -11,7 +11,8 @@ deliberate, patched change:
 (new scenarios then add a file; keep the old files too, they are what is still running in
 production). `tests/histories/before_lean/` holds the histories recorded before the lean
 path (`workflows/before_lean.py`): they must replay down the old path for as long as the
-patch stays."""
+patch stays. `tests/histories/incident/` holds IncidentWorkflow histories
+(tests/workflows/test_incident.py records them the same way)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tests.workflows.support import CONVERTER, HISTORIES, RECORDED
+from workflows.incident import IncidentWorkflow
 from workflows.refund import RefundWorkflow
 
 SAVED = sorted(HISTORIES.rglob("*.json"))
@@ -38,6 +40,6 @@ def test_every_recorded_scenario_has_a_saved_history() -> None:
 )
 async def test_saved_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"refund-{path.stem}", path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=[RefundWorkflow], data_converter=CONVERTER)
+    replayer = Replayer(workflows=[RefundWorkflow, IncidentWorkflow], data_converter=CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"

@@ -2,8 +2,8 @@
 order document the workflow reads never holds them), per-channel opt-outs, and the outbox's
 end state for a message the dispatcher gave up on.
 
-Revision ID: 0007b
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from alembic import op
 
 from store.column_types import UtcDateTime
 
-revision = "0007b"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
