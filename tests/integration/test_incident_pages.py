@@ -5,9 +5,19 @@ drives a whole incident through them."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from tests.integration.incident_support import bad_batch
+from tests.integration.incident_support import (
+    act,
+    bad_batch,
+    declaration,
+    declare,
+    incident_refunds,
+    paid_back,
+    wait_state,
+)
 from tests.integration.test_pages import _csrf, sign_in
 from tests.system import KEYS, System, unique
 
@@ -62,3 +72,37 @@ async def test_the_apis_refusals_show_beside_their_fields(system: System) -> Non
         assert (
             await system.get(f"/v1/incidents/{base['incident_id']}", role="admin")
         ).status_code == 404
+
+
+async def test_pause_resume_and_cancel_from_the_console(system: System) -> None:
+    batch, orders = await bad_batch(system, 6)
+    incident_id = unique("inc")
+    await declare(system, declaration(incident_id, {"batch_id": batch}, rate_per_second=1))
+    await wait_state(system, incident_id, "awaiting_confirmation")
+    await act(system, incident_id, "confirm", {"by": "lee"})
+    page = f"/console/incidents/{incident_id}"
+    async with sign_in(system, key=KEYS["admin"], name="kim-console") as (client, _):
+        csrf = _csrf((await client.get(page)).text)
+        paused = await client.post(f"{page}/pause", data={"csrf": csrf, "note": "checking"})
+        assert paused.status_code == 303 and "flash=paused" in paused.headers["location"]
+        shown = await client.get(paused.headers["location"])
+        assert "已暂停" in shown.text and 'id="resume"' in shown.text
+        # Paused twice: the workflow refuses, the page says why (not an error page).
+        again = await client.post(f"{page}/pause", data={"csrf": csrf})
+        assert again.status_code == 409 and 'id="refusal"' in again.text
+        assert "cannot pause an incident that is paused" in again.text
+        bad_rate = await client.post(f"{page}/resume", data={"csrf": csrf, "rate_per_second": "x"})
+        assert bad_rate.status_code == 422 and "速率无效" in bad_rate.text
+        resumed = await client.post(f"{page}/resume", data={"csrf": csrf, "rate_per_second": "2"})
+        assert resumed.status_code == 303 and "flash=resumed" in resumed.headers["location"]
+        cancelled = await client.post(f"{page}/cancel", data={"csrf": csrf, "note": "enough"})
+        assert cancelled.status_code == 303
+        done = await wait_state(system, incident_id, "cancelled")
+        assert done["cancelled_by"] == "kim-console"
+        final = await client.get(page)
+        assert "已取消" in final.text and 'id="report"' in final.text
+    await asyncio.sleep(1.5)
+    started = {r["order_id"] for r in await incident_refunds(system, incident_id)}
+    assert len(started) < len(orders)
+    for order in orders:  # nothing twice, nothing after the cancel
+        assert len(await paid_back(system, order)) == (order["order_id"] in started)
