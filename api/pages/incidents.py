@@ -157,8 +157,8 @@ async def _render(
         )
         report = (
             await api.incident_report(incident_id, reads, caller)
-            if view.state.is_terminal or view.state in MOVING - {IncidentState.PLANNING}
-            else None
+            if view.state not in (IncidentState.PLANNING, IncidentState.AWAITING_CONFIRMATION)
+            else None  # nothing has moved before the confirmation: the dry run says it all
         )
     return page(
         "incident.html",

@@ -121,6 +121,14 @@ async def test_two_supervisors_declare_and_confirm_an_incident(
         assert await page.inner_text("#report-refunded") == "3"
         assert lee in await page.inner_text("#confirmed-by")
         await shot(page, "console-incident-completed")
+        await page.click("a.chip >> text=跳过的")  # the skipped orders only, and why
+        await page.wait_for_url(re.compile(r".*show=skipped.*"))
+        assert await page.locator("tr.oline").count() == 1
+        assert "未付款" in await page.inner_text("tr.oline")
+        await page.click("a.lang")
+        await page.wait_for_selector("text=Final report")
+        assert await page.inner_text("#state") == "completed"
+        await shot(page, "console-incident-en")
 
     done = await incident(system, incident_id)
     assert done["declaration"]["declared_by"] == sam and done["confirmed_by"] == lee
