@@ -85,6 +85,8 @@ async def test_pause_resume_and_cancel_from_the_console(system: System) -> None:
         csrf = _csrf((await client.get(page)).text)
         paused = await client.post(f"{page}/pause", data={"csrf": csrf, "note": "checking"})
         assert paused.status_code == 303 and "flash=paused" in paused.headers["location"]
+        # The page reads what the workflow last reported to the database: wait for it.
+        await wait_state(system, incident_id, "paused")
         shown = await client.get(paused.headers["location"])
         assert "已暂停" in shown.text and 'id="resume"' in shown.text
         # Paused twice: the workflow refuses, the page says why (not an error page).
