@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
 from api.edge import RateLimits
-from api.pages import auth, buyer, buyer_notifications, case, console
+from api.pages import auth, buyer, buyer_notifications, case, console, incidents
 from api.pages.render import install_error_pages
 from config.settings import Settings
 
@@ -23,7 +23,7 @@ __all__ = ["install"]
 
 def install(app: FastAPI, settings: Settings) -> None:
     app.state.sign_in_limits = RateLimits("sign-in", settings.console_sign_in_limit)
-    for module in (auth, console, case, buyer, buyer_notifications):
+    for module in (auth, console, case, incidents, buyer, buyer_notifications):
         app.include_router(module.router)
     app.mount("/assets", StaticFiles(directory=STATIC), name="assets")
 

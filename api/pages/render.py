@@ -51,6 +51,15 @@ def money(fen: int | None) -> str:
     return f"¥{fen // 100:,}.{fen % 100:02d}"
 
 
+def amounts(by_currency: dict[str, int] | None) -> str:
+    """Money per currency (an incident can span several): yuan for CNY, minor units else."""
+    if not by_currency:
+        return money(0)
+    return " + ".join(
+        money(a) if c == "CNY" else f"{a:,} {c}" for c, a in sorted(by_currency.items())
+    )
+
+
 def local_time(at: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
     if at is None:
         return "—"
@@ -84,7 +93,7 @@ def time_left(deadline: datetime | None, now: datetime, lang: str) -> tuple[str,
     return text, "red" if seconds < 3600 else "amber" if seconds < 4 * 3600 else "ok"
 
 
-ENV.filters.update(money=money, local_time=local_time, iso=iso)
+ENV.filters.update(money=money, amounts=amounts, local_time=local_time, iso=iso)
 ENV.globals.update(time_left=time_left)
 
 

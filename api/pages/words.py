@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from api.pages.incident_words import INCIDENT_WORDS
+
 LANGS = ("zh", "en")
 
 _WORDS: dict[str, tuple[str, str]] = {
@@ -308,6 +310,7 @@ _WORDS: dict[str, tuple[str, str]] = {
         "This link has expired. Open the refund's progress again from your order page.",
     ),
     "err.back": ("返回", "Back"),
+    **INCIDENT_WORDS,
 }
 
 
