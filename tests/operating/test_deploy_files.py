@@ -87,6 +87,7 @@ def test_the_alerts_and_the_dashboard_ask_for_metrics_that_exist() -> None:
         "KamiRefundStuckRefunding",
         "KamiPayoutsFailing",
         "KamiLedgerImbalance",
+        "KamiBuyerMessagesFailing",
     ):
         assert wanted in names
     dashboard = json.loads((DEPLOY / "grafana" / "kami-refunds.json").read_text())
