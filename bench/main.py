@@ -36,7 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.history import fetch_shape
-from bench.load import CpuMeter, bench_empty, bench_order, bench_refunds, record_orders
+from bench.load import (
+    CpuMeter,
+    bench_empty,
+    bench_order,
+    bench_refunds,
+    measured_refunds,
+    record_orders,
+)
 from bench.report import build_report, json_ready, render
 from bench.stack import BenchError, redact, running_stack
 
@@ -152,17 +159,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     if warm.errors:
                         raise BenchError("warm-up refunds failed: " + "; ".join(warm.errors[:3]))
                 _say(f"refunds: {args.n} x{args.concurrency} ...")
-                meter = CpuMeter(stack.pids)
-                meter.start()
-                refund, traces = await bench_refunds(
-                    http,
-                    stack,
-                    orders[args.warmup :],
-                    args.concurrency,
-                    args.poll_interval,
-                    "refund",
+                refund, traces, cpu_refund = await measured_refunds(
+                    http, stack, orders[args.warmup :], args, "refund"
                 )
-                cpu_refund = meter.stop()
                 _say(f"  {refund.rate:.1f}/s, {len(refund.errors)} errors")
 
                 backlog = None
@@ -203,12 +202,7 @@ async def with_backlog(
         orders = [bench_order(i, run_id + "b") for i in range(args.n)]
         await record_orders(http, stack, orders, args.concurrency)
         _say(f"refunds with the backlog: {args.n} x{args.concurrency} ...")
-        meter = CpuMeter(stack.pids)
-        meter.start()
-        again, _ = await bench_refunds(
-            http, stack, orders, args.concurrency, args.poll_interval, "refund-backlog"
-        )
-        cpu = meter.stop()
+        again, _, cpu = await measured_refunds(http, stack, orders, args, "refund-backlog")
         _say(f"  {again.rate:.1f}/s, {len(again.errors)} errors")
         reads = await read_review_queue(http, stack, 200)
         return {
