@@ -105,10 +105,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reads and the worker's memory; the backlog is terminated at the end (default 0: off)",
     )
     parser.add_argument(
+        "--incident",
+        type=int,
+        default=0,
+        help="then declare an incident of this many orders of one bad card-key batch through "
+        "the API, read its dry run, confirm it as a second person, and measure the refunds "
+        "again while it runs; report its rate, total time and the refunds' p99 against the "
+        "refunds phase's (bench/incident.py; default 0: off)",
+    )
+    parser.add_argument(
+        "--incident-rate",
+        type=float,
+        default=10.0,
+        help="the incident's refunds started per second (default 10; the default policy allows "
+        "up to 50)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
-        default=1200.0,
-        help="hard limit for the whole run in seconds (default 1200)",
+        default=None,
+        help="hard limit for the whole run in seconds (default 1200, plus twice the time "
+        "--incident takes at its rate)",
     )
 
 
@@ -167,6 +184,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 backlog = None
                 if args.backlog:
                     backlog = await with_backlog(args, stack, client, http, run_id)
+                incident = None
+                if args.incident:
+                    from bench.incident import with_incident
+
+                    incident = await with_incident(args, stack, http, run_id, refund.summary())
 
             if not traces:
                 raise BenchError(
@@ -184,6 +206,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 args, stack, empty, refund, traces, list(shapes), empty_shape, cpu_empty, cpu_refund
             )
             report["backlog"] = backlog
+            report["incident"] = incident
     return report
 
 
@@ -227,6 +250,17 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 1 or args.concurrency < 1 or args.warmup < 0 or args.poll_interval <= 0:
         print("refundctl bench: --n and --concurrency must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
+    from domain.policy import IncidentPolicy
+
+    top_rate = IncidentPolicy().max_rate_per_second  # the bench's stack runs the default policy
+    if args.incident < 0 or not 0 < args.incident_rate <= top_rate:
+        print(
+            f"refundctl bench: --incident must be >= 0, --incident-rate in (0, {top_rate:g}]",
+            file=sys.stderr,
+        )
+        return 2
+    if args.timeout is None:
+        args.timeout = 1200.0 + 2 * args.incident / args.incident_rate
     from refundctl.devserver import DevServerError
     from refundctl.procs import ProcessExited
     from refundctl.stack import ServiceStopped, run_until_signalled
@@ -260,7 +294,9 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(json_ready(report), indent=2) + "\n", encoding="utf-8")
         _say(f"figures written to {args.json}")
     failed = report["empty"]["errors"] + report["refund"]["errors"]
-    backlog = report.get("backlog") or {}
-    for error in backlog.get("errors", [])[:10]:
-        print(f"refundctl bench: with the backlog: {error}", file=sys.stderr)
-    return 1 if failed or backlog.get("errors") else 0
+    for phase in ("backlog", "incident"):
+        errors = (report.get(phase) or {}).get("errors", [])
+        failed += len(errors)
+        for error in errors[:10]:
+            print(f"refundctl bench: with the {phase}: {error}", file=sys.stderr)
+    return 1 if failed else 0
