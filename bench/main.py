@@ -10,6 +10,8 @@ server and in the same run:
    GET /v1/refunds/{id} until `refunded`: POST -> refunded latency, refunds/second.
 3. A table of both, their ratio, and what one refund costs in workflow tasks, activities and
    local activities (from the workflow histories), with where the time goes.
+4. Optionally the refunds again with `--backlog N` refunds waiting for review
+   (bench/backlog.py) and during an incident of `--incident N` orders (bench/incident.py).
 
 By default the services run as subprocesses (`python -m refundctl.cli worker|api|sandbox`,
 `python -m bench.empty`), as in production: each has its own interpreter and GIL, and the load
