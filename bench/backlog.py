@@ -16,14 +16,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bench.direct import database, write_in_batches
 from bench.load import Batch
 from bench.stack import BenchError, BenchStack
 
 if TYPE_CHECKING:
     import httpx
+    from sqlalchemy.ext.asyncio import AsyncSession
     from temporalio.client import Client
 
-BATCH = 500
+    from workflows.messages import RefundInput
 STARTS_IN_FLIGHT = 50
 SETTLE_SECONDS = 1800.0
 
@@ -75,50 +77,43 @@ async def build_backlog(stack: BenchStack, client: Client, n: int, run_id: str) 
     from domain.types import RefundReason, RefundStatus
     from store import orders
     from store import refunds as refund_rows
-    from store.db import make_engine, make_session_factory
     from workflow_api.starter import refund_input, start
 
     started = time.monotonic()
-    engine = make_engine(stack.database_url)
-    sessions = make_session_factory(engine)
     queue = stack.settings.task_queue
     gate = asyncio.Semaphore(STARTS_IN_FLIGHT)
 
-    async def start_one(inp: Any) -> None:
+    async def start_one(inp: RefundInput) -> None:
         async with gate:
             await start(client, inp, task_queue=queue)
 
-    ids: list[str] = []
-    try:
-        for first in range(0, n, BATCH):
-            inputs = []
-            async with sessions.begin() as session:
-                for serial in range(first, min(first + BATCH, n)):
-                    order = Order.model_validate(backlog_order(serial, run_id))
-                    recorded = await orders.record_order(session, order, now=utcnow())
-                    request = RefundRequest(
-                        order_id=order.order_id,
-                        buyer_id=order.buyer_id,
-                        reason=RefundReason.CHANGED_MIND,
-                    )
-                    items = refund_rows.requested_items(request, recorded.order)
-                    row = await refund_rows.insert_refund(
-                        session,
-                        refund_rows.NewRefund(
-                            refund_id=f"rf_{uuid.uuid4().hex[:16]}",
-                            request=request,
-                            order=recorded.order,
-                            items=items,
-                            caller="bench-backlog",
-                            idempotency_key=f"backlog-{run_id}-{serial}",
-                            request_hash="-",
-                            now=utcnow(),
-                        ),
-                    )
-                    inputs.append(refund_input(row, items))
-                    ids.append(row.refund_id)
-            await asyncio.gather(*(start_one(inp) for inp in inputs))
-            _say(f"  backlog: {len(ids)} of {n} started")
+    async def start_all(inputs: list[RefundInput]) -> None:
+        await asyncio.gather(*(start_one(inp) for inp in inputs))
+
+    async def write(session: AsyncSession, serial: int) -> RefundInput:
+        order = Order.model_validate(backlog_order(serial, run_id))
+        recorded = await orders.record_order(session, order, now=utcnow())
+        request = RefundRequest(
+            order_id=order.order_id, buyer_id=order.buyer_id, reason=RefundReason.CHANGED_MIND
+        )
+        items = refund_rows.requested_items(request, recorded.order)
+        row = await refund_rows.insert_refund(
+            session,
+            refund_rows.NewRefund(
+                refund_id=f"rf_{uuid.uuid4().hex[:16]}",
+                request=request,
+                order=recorded.order,
+                items=items,
+                caller="bench-backlog",
+                idempotency_key=f"backlog-{run_id}-{serial}",
+                request_hash="-",
+                now=utcnow(),
+            ),
+        )
+        return refund_input(row, items)
+
+    async with database(stack) as sessions:
+        await write_in_batches(sessions, n, write, label="backlog: started", after_batch=start_all)
         deadline = time.monotonic() + SETTLE_SECONDS
         while True:
             async with sessions() as session:
@@ -130,8 +125,6 @@ async def build_backlog(stack: BenchStack, client: Client, n: int, run_id: str) 
             if time.monotonic() > deadline:
                 raise BenchError(f"backlog: only {waiting} of {n} reached pending_review")
             await asyncio.sleep(2.0)
-    finally:
-        await engine.dispose()
     return time.monotonic() - started
 
 
@@ -183,9 +176,3 @@ def rss_megabytes(pid: int | None) -> float | None:
     except OSError:
         return None
     return None
-
-
-def _say(message: str) -> None:
-    import sys
-
-    print(f"bench: {message}", file=sys.stderr, flush=True)

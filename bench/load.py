@@ -313,3 +313,21 @@ def _server_seconds(body: dict[str, Any]) -> float | None:
     start = datetime.fromisoformat(at["submitted"])
     end = datetime.fromisoformat(at["money_arrived"])
     return (end - start).total_seconds()
+
+
+async def measured_refunds(
+    http: httpx.AsyncClient,
+    stack: BenchStack,
+    orders: list[dict[str, Any]],
+    args: Any,
+    name: str,
+) -> tuple[Batch, list[RefundTrace], dict[str, float]]:
+    """`bench_refunds` at the run's concurrency and poll interval, with the CPU each process
+    of the stack spent meanwhile: the refunds phase, and the same again under `--backlog` or
+    during `--incident`."""
+    meter = CpuMeter(stack.pids)
+    meter.start()
+    batch, traces = await bench_refunds(
+        http, stack, orders, args.concurrency, args.poll_interval, name
+    )
+    return batch, traces, meter.stop()

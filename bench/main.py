@@ -10,6 +10,8 @@ server and in the same run:
    GET /v1/refunds/{id} until `refunded`: POST -> refunded latency, refunds/second.
 3. A table of both, their ratio, and what one refund costs in workflow tasks, activities and
    local activities (from the workflow histories), with where the time goes.
+4. Optionally the refunds again with `--backlog N` refunds waiting for review
+   (bench/backlog.py) and during an incident of `--incident N` orders (bench/incident.py).
 
 By default the services run as subprocesses (`python -m refundctl.cli worker|api|sandbox`,
 `python -m bench.empty`), as in production: each has its own interpreter and GIL, and the load
@@ -36,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.history import fetch_shape
-from bench.load import CpuMeter, bench_empty, bench_order, bench_refunds, record_orders
+from bench.load import (
+    CpuMeter,
+    bench_empty,
+    bench_order,
+    bench_refunds,
+    measured_refunds,
+    record_orders,
+)
 from bench.report import build_report, json_ready, render
 from bench.stack import BenchError, redact, running_stack
 
@@ -98,10 +107,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reads and the worker's memory; the backlog is terminated at the end (default 0: off)",
     )
     parser.add_argument(
+        "--incident",
+        type=int,
+        default=0,
+        help="then declare an incident of this many orders of one bad card-key batch through "
+        "the API, read its dry run, confirm it as a second person, and measure the refunds "
+        "again while it runs; report its rate, total time and the refunds' p99 against the "
+        "refunds phase's (bench/incident.py; default 0: off)",
+    )
+    parser.add_argument(
+        "--incident-rate",
+        type=float,
+        default=10.0,
+        help="the incident's refunds started per second (default 10; the default policy allows "
+        "up to 50)",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
-        default=1200.0,
-        help="hard limit for the whole run in seconds (default 1200)",
+        default=None,
+        help="hard limit for the whole run in seconds (default 1200, plus twice the time "
+        "--incident takes at its rate)",
     )
 
 
@@ -152,22 +178,19 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     if warm.errors:
                         raise BenchError("warm-up refunds failed: " + "; ".join(warm.errors[:3]))
                 _say(f"refunds: {args.n} x{args.concurrency} ...")
-                meter = CpuMeter(stack.pids)
-                meter.start()
-                refund, traces = await bench_refunds(
-                    http,
-                    stack,
-                    orders[args.warmup :],
-                    args.concurrency,
-                    args.poll_interval,
-                    "refund",
+                refund, traces, cpu_refund = await measured_refunds(
+                    http, stack, orders[args.warmup :], args, "refund"
                 )
-                cpu_refund = meter.stop()
                 _say(f"  {refund.rate:.1f}/s, {len(refund.errors)} errors")
 
                 backlog = None
                 if args.backlog:
                     backlog = await with_backlog(args, stack, client, http, run_id)
+                incident = None
+                if args.incident:
+                    from bench.incident import with_incident
+
+                    incident = await with_incident(args, stack, http, run_id, refund.summary())
 
             if not traces:
                 raise BenchError(
@@ -185,6 +208,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 args, stack, empty, refund, traces, list(shapes), empty_shape, cpu_empty, cpu_refund
             )
             report["backlog"] = backlog
+            report["incident"] = incident
     return report
 
 
@@ -203,12 +227,7 @@ async def with_backlog(
         orders = [bench_order(i, run_id + "b") for i in range(args.n)]
         await record_orders(http, stack, orders, args.concurrency)
         _say(f"refunds with the backlog: {args.n} x{args.concurrency} ...")
-        meter = CpuMeter(stack.pids)
-        meter.start()
-        again, _ = await bench_refunds(
-            http, stack, orders, args.concurrency, args.poll_interval, "refund-backlog"
-        )
-        cpu = meter.stop()
+        again, _, cpu = await measured_refunds(http, stack, orders, args, "refund-backlog")
         _say(f"  {again.rate:.1f}/s, {len(again.errors)} errors")
         reads = await read_review_queue(http, stack, 200)
         return {
@@ -233,6 +252,17 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 1 or args.concurrency < 1 or args.warmup < 0 or args.poll_interval <= 0:
         print("refundctl bench: --n and --concurrency must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
+    from domain.policy import IncidentPolicy
+
+    top_rate = IncidentPolicy().max_rate_per_second  # the bench's stack runs the default policy
+    if args.incident < 0 or not 0 < args.incident_rate <= top_rate:
+        print(
+            f"refundctl bench: --incident must be >= 0, --incident-rate in (0, {top_rate:g}]",
+            file=sys.stderr,
+        )
+        return 2
+    if args.timeout is None:
+        args.timeout = 1200.0 + 2 * args.incident / args.incident_rate
     from refundctl.devserver import DevServerError
     from refundctl.procs import ProcessExited
     from refundctl.stack import ServiceStopped, run_until_signalled
@@ -266,7 +296,9 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(json_ready(report), indent=2) + "\n", encoding="utf-8")
         _say(f"figures written to {args.json}")
     failed = report["empty"]["errors"] + report["refund"]["errors"]
-    backlog = report.get("backlog") or {}
-    for error in backlog.get("errors", [])[:10]:
-        print(f"refundctl bench: with the backlog: {error}", file=sys.stderr)
-    return 1 if failed or backlog.get("errors") else 0
+    for phase in ("backlog", "incident"):
+        errors = (report.get(phase) or {}).get("errors", [])
+        failed += len(errors)
+        for error in errors[:10]:
+            print(f"refundctl bench: with the {phase}: {error}", file=sys.stderr)
+    return 1 if failed else 0

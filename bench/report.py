@@ -71,6 +71,33 @@ def render_backlog(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def render_incident(report: dict[str, Any]) -> list[str]:
+    i = report.get("incident")
+    if not i:
+        return []
+    rep, base, during = i["report"], report["refund"], i["refund"]
+    first, last = i["started_during"]
+    verdict = "under" if i["p99_under_2x"] else "NOT under"
+    return [
+        "",
+        f"  an incident of {i['orders']} orders (recorded in {i['setup_seconds']:.0f}s, "
+        f"dry run {i['dry_run_seconds']:.0f}s):",
+        f"    rate {i['rate_configured']:g}/s configured, {i['rate_achieved']:.2f}/s achieved "
+        f"(all started in {i['start_seconds']:.0f}s)",
+        f"    confirm -> last money arrived {i['to_last_money_seconds']:.0f}s, "
+        f"-> final report {i['to_final_report_seconds']:.0f}s",
+        f"    report: {rep['refunded']} refunded, {rep['failed']} failed, {rep['skipped']} "
+        f"skipped, {rep['waiting_for_a_person']} waiting for a person "
+        f"(matched {rep['matched']}, started {rep['started']})",
+        f"  {'':<34} {'count':>6} {'err':>4} {'per sec':>9} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'p99 ms':>8} {'max ms':>8}",
+        _fmt_row("refund, alone (above)", base),
+        _fmt_row("refund, during the incident", during),
+        f"  p99 during / alone x{i['p99_ratio']:.2f}: {verdict} 2x "
+        f"(the incident started refunds {first} -> {last} meanwhile, {i['state_after']} after)",
+    ]
+
+
 def render(report: dict[str, Any]) -> str:
     m, cfg = report["machine"], report["settings"]
     empty, refund = report["empty"], report["refund"]
@@ -157,6 +184,7 @@ def render(report: dict[str, Any]) -> str:
         f"    {'history events':<26} {shape['events']:>10} {eshape['events']:>16}",
     ]
     out += render_backlog(report)
+    out += render_incident(report)
     bad = {k: v for k, v in report["log_problems"].items() if v["lines"]}
     if bad:
         out += ["", "  log lines that look like errors:"]

@@ -47,9 +47,19 @@ class BenchStack:
         """The reviewers' key (the review queue's reads): the platform key with a suffix."""
         return reviewer_key(self.api_key)
 
+    @property
+    def admin_key(self) -> str:
+        """The admins' key (declaring and confirming `--incident`): the platform key with a
+        suffix."""
+        return admin_key(self.api_key)
+
 
 def reviewer_key(api_key: str) -> str:
     return api_key + "_reviewer"
+
+
+def admin_key(api_key: str) -> str:
+    return api_key + "_admin"
 
 
 def check_local_database(url: str) -> None:
@@ -99,7 +109,9 @@ def bench_spec(
     settings = Settings(
         environment="dev",
         database_url=database_url,
-        api_keys=f"{api_key}:platform,{reviewer_key(api_key)}:reviewer",
+        api_keys=(
+            f"{api_key}:platform,{reviewer_key(api_key)}:reviewer,{admin_key(api_key)}:admin"
+        ),
         policy_path="",
         supplier_urls="",
         http_timeout_seconds=5.0,
