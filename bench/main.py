@@ -118,9 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--incident-rate",
         type=float,
-        default=10.0,
-        help="the incident's refunds started per second (default 10; the default policy allows "
-        "up to 50)",
+        default=None,
+        help="the incident's refunds started per second (default: the policy's default, 5; "
+        "it allows up to 50)",
     )
     parser.add_argument(
         "--timeout",
@@ -254,7 +254,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from domain.policy import IncidentPolicy
 
-    top_rate = IncidentPolicy().max_rate_per_second  # the bench's stack runs the default policy
+    policy = IncidentPolicy()  # the bench's stack runs the default policy
+    top_rate = policy.max_rate_per_second
+    if args.incident_rate is None:
+        args.incident_rate = policy.default_rate_per_second
     if args.incident < 0 or not 0 < args.incident_rate <= top_rate:
         print(
             f"refundctl bench: --incident must be >= 0, --incident-rate in (0, {top_rate:g}]",
