@@ -61,18 +61,28 @@ class OutboxDispatcher:
         self.channels = (outbox.WEBHOOK, *(outbox.BUYER_CHANNELS if messenger else ()))
 
     async def run_forever(self) -> None:
+        # One loop for the platform's webhooks, one for the buyers' messages: an SMS provider
+        # or SMTP server that hangs until the HTTP timeout must not hold up status webhooks.
+        loops = [self._loop((outbox.WEBHOOK,))]
+        if self.messenger is not None:
+            loops.append(self._loop(outbox.BUYER_CHANNELS))
+        await asyncio.gather(*loops)
+
+    async def _loop(self, channels: tuple[str, ...]) -> None:
         while True:
             try:
-                sent = await self.deliver_due()
+                sent = await self.deliver_due(channels)
             except Exception:  # the database may be away for a while: keep the loop alive
-                log.exception("outbox dispatch round failed")
+                log.exception("outbox dispatch round failed (%s)", ", ".join(channels))
                 sent = 0
             if not sent:
                 await asyncio.sleep(self.poll_seconds)
 
-    async def deliver_due(self) -> int:
+    async def deliver_due(self, channels: tuple[str, ...] | None = None) -> int:
+        """Deliver what is due on `channels` (default: every channel this dispatcher serves);
+        how many were tried."""
         async with self.sessions.begin() as session:
-            due = await outbox.claim_due(session, now=utcnow(), channels=self.channels)
+            due = await outbox.claim_due(session, now=utcnow(), channels=channels or self.channels)
             jobs = [
                 Job(
                     r.id,

@@ -3,6 +3,10 @@ platform: signed deliveries from the outbox, retried with back-off until a 2xx."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any, cast
+
 import httpx
 from sqlalchemy import select
 
@@ -12,7 +16,9 @@ from peers.webhooks import verify_webhook
 from store import outbox
 from store import refunds as refund_rows
 from store.models import NotificationRow
+from store.upsert import insert_ignore
 from tests.scratch import Scratch, stored_order, stored_refund
+from workers.buyer_messages import BuyerMessenger
 from workers.outbox import OutboxDispatcher
 
 SECRET = "whsec-test"
@@ -77,3 +83,75 @@ async def test_a_failed_delivery_waits_and_is_retried(scratch: Scratch) -> None:
     assert row.delivered_at is None
     assert row.attempts == 1 and row.last_error == "HTTP 502"
     assert row.next_attempt_at is not None and row.next_attempt_at > utcnow()
+
+
+class _HangingMessenger:
+    """A buyer-message sender whose provider never answers (until the test ends)."""
+
+    max_attempts = 3
+
+    def __init__(self) -> None:
+        self.called = asyncio.Event()
+
+    async def deliver(self, *_: Any, **__: Any) -> None:
+        self.called.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_hanging_buyer_message_does_not_hold_up_webhooks(scratch: Scratch) -> None:
+    order = await stored_order(scratch)
+    refund_id = await stored_refund(scratch, order)
+    async with scratch.sessions.begin() as session:
+        body = await refund_rows.load_body(session, refund_id)
+        assert body is not None
+        # The buyer's SMS is queued first: one loop over every channel would reach it, hang,
+        # and never get to the webhook queued after it.
+        await insert_ignore(
+            session,
+            NotificationRow,
+            [
+                {
+                    "refund_id": refund_id,
+                    "seq": 1,
+                    "channel": outbox.SMS,
+                    "recipient": f"buyer:{body.buyer_id}",
+                    "status": "submitted",
+                    "body": {"stage": "submitted", "refund_id": refund_id},
+                    "created_at": utcnow(),
+                    "attempts": 0,
+                    "next_attempt_at": utcnow(),
+                    "delivered_at": None,
+                }
+            ],
+        )
+    async with scratch.sessions.begin() as session:
+        await outbox.enqueue_status(
+            session, body, seq=1, webhook_url=URL, inbox=False, alerts=[], now=utcnow()
+        )
+    messenger = _HangingMessenger()
+
+    def platform(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(platform)) as http:
+        dispatcher = OutboxDispatcher(
+            scratch.sessions,
+            http,
+            secret=SECRET,
+            messenger=cast(BuyerMessenger, messenger),
+            poll_seconds=0.05,
+        )
+        running = asyncio.create_task(dispatcher.run_forever())
+        try:
+            await asyncio.wait_for(messenger.called.wait(), timeout=10)
+            for _ in range(200):
+                if (await webhook_row(scratch, body.refund_id)).delivered_at is not None:
+                    break
+                await asyncio.sleep(0.05)
+            # Delivered while the SMS for the same refund still hangs.
+            assert (await webhook_row(scratch, body.refund_id)).delivered_at is not None
+            assert not running.done()
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
