@@ -131,6 +131,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` different free ports. Calling `free_port` several times may return the same
+    port twice (each socket is closed before the next is bound, and the kernel may hand the
+    port out again); these are all held open until every one is chosen."""
+    with contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            for _ in range(count)
+        ]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
 def port_is_open(host: str, port: int, *, timeout: float = 0.5) -> bool:
     """True if something accepts TCP connections on host:port."""
     try:

@@ -20,7 +20,7 @@ A test that needs a worker it can SIGKILL describes it as a subprocess `WorkerSp
 (tests/crash/conftest.py) and uses `stack.process(name)`: `kill()`, `start()`, `wait_ready()`.
 """
 
-from refundctl.procs import ChildProcess, ProcessExited, free_port
+from refundctl.procs import ChildProcess, ProcessExited, free_port, free_ports
 from refundctl.ready import wait_for_http, wait_for_port
 from tests.harness.database import drop_database, postgres_or_sqlite_url, session_database
 from tests.harness.temporal import temporal_dev_server
@@ -30,6 +30,7 @@ __all__ = [
     "ProcessExited",
     "drop_database",
     "free_port",
+    "free_ports",
     "postgres_or_sqlite_url",
     "session_database",
     "temporal_dev_server",

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from refundctl.procs import ChildProcess, free_port, log_sink
+from refundctl.procs import ChildProcess, free_ports, log_sink
 from refundctl.ready import wait_for_port
 
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -204,7 +204,8 @@ async def tls_frontends(
     assert binary is not None, "nginx is not installed (apt-get install nginx-light)"
     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / kind).mkdir(exist_ok=True)
-    ports = (free_port(), free_port(), free_port())
+    mtls, api_key_port, expired = free_ports(3)
+    ports = (mtls, api_key_port, expired)
     conf = tmp / "nginx.conf"
     conf.write_text(
         _nginx_conf(

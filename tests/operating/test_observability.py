@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from telemetry.logs import JsonLines, RefundContext
-from tests.harness import free_port, wait_for_port
+from tests.harness import free_ports, wait_for_port
 from tests.operating.support import api_served, worker_served
 from tests.system import KEYS, System, card_key_order, course_order
 
@@ -40,7 +40,7 @@ class Observed:
 
 @pytest.fixture(scope="module")
 async def observed(system: System) -> AsyncIterator[Observed]:
-    api_port, metrics_port = free_port(), free_port()
+    api_port, metrics_port = free_ports(2)
     settings = system.settings.model_copy(
         update={
             "task_queue": "refunds-observed",

@@ -22,7 +22,7 @@ from temporalio.client import Client
 from config.temporal import connect
 from domain.refund import workflow_id_for
 from refundctl.devserver import PROJECT_ROOT
-from refundctl.procs import ChildProcess, free_port, log_sink, refundctl_argv
+from refundctl.procs import ChildProcess, free_ports, log_sink, refundctl_argv
 from refundctl.ready import wait_for_http, wait_for_poller
 from store import ledger
 from store.db import make_engine, make_session_factory
@@ -47,7 +47,7 @@ class Fleet:
 async def fleet(system: System, database_url: str) -> AsyncIterator[Fleet]:
     if not database_url.startswith("postgresql"):
         pytest.skip("two hosts' worth of processes share PostgreSQL: DATABASE_URL=postgresql+...")
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     env = service_env(
         system.settings,
         TASK_QUEUE=TASK_QUEUE,
