@@ -35,6 +35,7 @@ from refundctl.procs import (
     OutputSink,
     fan_out,
     free_port,
+    free_ports,
     log_sink,
     port_is_open,
     prefixed_writer,
@@ -87,6 +88,7 @@ class Stack:
         self.temporal_ui_url: str | None = None
         self.sandboxes: SandboxURLs | None = None
         self.api_urls: dict[str, str] = {}
+        self._ports: dict[tuple[str, str], int] = {}
         # Set by a second Ctrl-C: stop waiting politely and SIGKILL what is left.
         self.hurry = asyncio.Event()
 
@@ -143,7 +145,8 @@ class Stack:
         else:
             self.temporal_address = spec.temporal.address
         self.settings = self.settings.model_copy(update={"temporal_address": self.temporal_address})
-        api_ports = {api.name: api.port or free_port(api.host) for api in spec.apis}
+        self._ports = _unset_ports_taken_at_once(spec)
+        api_ports = {api.name: api.port or self._ports[(api.host, api.name)] for api in spec.apis}
         self.api_urls = {a.name: f"http://{a.host}:{api_ports[a.name]}" for a in spec.apis}
         if spec.sandboxes is not None:
             await self._start_sandboxes(spec.sandboxes)
@@ -210,7 +213,8 @@ class Stack:
             ):
                 raise ValueError("`refundctl sandbox` takes no notify delays or settle queries")
             ports = {
-                peer: getattr(cfg, f"{peer}_port") or free_port(cfg.host) for peer in SANDBOX_PEERS
+                peer: getattr(cfg, f"{peer}_port") or self._ports[(cfg.host, peer)]
+                for peer in SANDBOX_PEERS
             }
             argv = refundctl_argv(
                 "sandbox",
@@ -347,6 +351,28 @@ class Stack:
                 logger.exception("stopping %s failed", service.name)
         for log in self.logs.values():
             log.close()
+
+
+def _unset_ports_taken_at_once(spec: StackSpec) -> dict[tuple[str, str], int]:
+    """A free port for every API and subprocess sandbox peer the spec leaves at 0, keyed by
+    (host, name), taken in one `free_ports` call per host: ports picked one by one may repeat
+    (each probe socket is closed before the next binds), and the service that loses the race
+    would fail to start. In-process sandboxes bind port 0 themselves."""
+    wanted: dict[str, list[str]] = {}
+    for api in spec.apis:
+        if not api.port:
+            wanted.setdefault(api.host, []).append(api.name)
+    sandboxes = spec.sandboxes
+    if sandboxes is not None and sandboxes.mode != "inprocess":
+        cfg = sandboxes.config
+        for peer in SANDBOX_PEERS:
+            if not getattr(cfg, f"{peer}_port"):
+                wanted.setdefault(cfg.host, []).append(peer)
+    return {
+        (host, name): port
+        for host, names in wanted.items()
+        for name, port in zip(names, free_ports(len(names), host), strict=True)
+    }
 
 
 async def _with_sandbox_keys(settings: Settings, sandboxes: SandboxSpec) -> Settings:
