@@ -120,15 +120,8 @@ def bench_spec(
         settings=settings,
         temporal=DevServerSpec(headless=True, db_file=tmp / "temporal.db"),
         sandboxes=SandboxSpec(
-            SandboxConfig(
-                supplier_port=0,
-                alipay_port=0,
-                wechat_port=0,
-                platform_port=0,
-                sms_port=0,
-                mail_port=0,
-                smtp_port=0,
-                keys_dir=tmp / "keys",
+            SandboxConfig.on_free_ports(
+                tmp / "keys",
             ),
             mode=mode,
         ),

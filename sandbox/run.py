@@ -14,8 +14,9 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from cryptography import x509
@@ -74,6 +75,13 @@ class SandboxConfig:
     # migration (each one signed with one or the other at random).
     wechat_notification_signing: NotificationSigning = "request"
     log_level: str = "warning"
+
+    @classmethod
+    def on_free_ports(cls, keys_dir: Path, **options: Any) -> SandboxConfig:
+        """Every peer on a free port (a throwaway stack: tests, the bench, the chaos run),
+        so a peer added to the sandbox is one field here, not an edit at every caller."""
+        ports: dict[str, Any] = {f.name: 0 for f in fields(cls) if f.name.endswith("_port")}
+        return replace(cls(keys_dir=keys_dir, **options), **ports)
 
 
 @dataclass(frozen=True)

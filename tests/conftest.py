@@ -67,15 +67,8 @@ def system_sandboxes(
 ) -> SandboxSpec:
     """The sandbox peers in this process on free ports, settling "processing" refunds fast."""
     return SandboxSpec(
-        SandboxConfig(
-            supplier_port=0,
-            alipay_port=0,
-            wechat_port=0,
-            platform_port=0,
-            sms_port=0,
-            mail_port=0,
-            smtp_port=0,
-            keys_dir=keys_dir,
+        SandboxConfig.on_free_ports(
+            keys_dir,
             settle_after=0.5,
             fault_delay=fault_delay,
             notify_retry_delays=notify_retry_delays,
