@@ -270,9 +270,10 @@ async def act(
     response = Response()
     try:
         async with request.app.state.sessions() as session, request.app.state.reads() as reads:
-            await handler(
-                incident_id, req, session, reads, request.app.state.temporal, caller, response
+            on_incident = incident_actions.IncidentAction(
+                incident_id, session, reads, request.app.state.temporal, caller, response
             )
+            await handler(req, on_incident)
     except Problem as refused:
         # Shown beside the incident as it stands now, not as an error page.
         return await _render(
