@@ -268,23 +268,17 @@ def run(args: argparse.Namespace) -> int:
         args.timeout = 1200.0 + 2 * args.incident / args.incident_rate
     from refundctl.devserver import DevServerError
     from refundctl.procs import ProcessExited
-    from refundctl.stack import ServiceStopped, run_until_signalled
+    from refundctl.stack import ServiceStopped, run_once_until_signalled
 
-    reports: list[dict[str, Any]] = []
-
-    async def main() -> int:
+    async def timed_bench() -> dict[str, Any]:
         async with asyncio.timeout(args.timeout):
-            reports.append(await bench(args))
-        return 0
-
-    def on_signal(count: int) -> None:
-        if count == 1:
-            _say("interrupted; stopping the stack ...")
+            return await bench(args)
 
     try:
         # Ctrl-C / SIGTERM cancel the bench, whose `async with` blocks then stop everything.
-        if run_until_signalled(main, on_signal=on_signal) == 130:
-            return 130
+        report = run_once_until_signalled(
+            timed_bench, on_interrupt=lambda: _say("interrupted; stopping the stack ...")
+        )
     except TimeoutError:
         print(
             f"refundctl bench: did not finish within --timeout {args.timeout:.0f}s", file=sys.stderr
@@ -293,7 +287,8 @@ def run(args: argparse.Namespace) -> int:
     except (BenchError, DevServerError, ProcessExited, ServiceStopped) as exc:
         print(f"refundctl bench: {exc}", file=sys.stderr)
         return 1
-    report = reports[0]
+    if report is None:
+        return 130
     print(render(report))
     if args.json is not None:
         args.json.write_text(json.dumps(json_ready(report), indent=2) + "\n", encoding="utf-8")

@@ -9,15 +9,12 @@ does. About 20 s on 2 cores.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from refundctl.devserver import PROJECT_ROOT
-from tests.harness import session_database
+from tests.harness import run_refundctl, session_database
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +24,7 @@ RUN_TIMEOUT_SECONDS = 300
 async def test_tiny_incident_bench_refunds_every_order_once(tmp_path: Path) -> None:
     figures = tmp_path / "bench.json"
     async with session_database(tmp_path) as database_url:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "refundctl.cli",
+        code, text = await run_refundctl(
             "bench",
             "--n=10",
             "--concurrency=5",
@@ -40,20 +34,9 @@ async def test_tiny_incident_bench_refunds_every_order_once(tmp_path: Path) -> N
             "--incident-rate=10",
             f"--database-url={database_url}",
             f"--json={figures}",
-            cwd=PROJECT_ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            timeout_seconds=RUN_TIMEOUT_SECONDS,
         )
-        try:
-            async with asyncio.timeout(RUN_TIMEOUT_SECONDS):
-                output, _ = await process.communicate()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
-    text = output.decode(errors="replace")
-    print(text)  # pytest shows it when the test fails
-    assert process.returncode == 0, text[-3000:]
+    assert code == 0, text[-3000:]
 
     incident = json.loads(figures.read_text())["incident"]
     assert incident["errors"] == []

@@ -10,15 +10,12 @@ on the same server. About a minute and a half on 2 cores.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from refundctl.devserver import PROJECT_ROOT
-from tests.harness import session_database
+from tests.harness import run_refundctl, session_database
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +25,7 @@ RUN_TIMEOUT_SECONDS = 300
 async def test_short_chaos_run_pays_every_refund_once(tmp_path: Path) -> None:
     figures = tmp_path / "chaos.json"
     async with session_database(tmp_path) as database_url:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "refundctl.cli",
+        code, text = await run_refundctl(
             "chaos",
             "--n=100",
             "--kills=10",
@@ -41,20 +35,9 @@ async def test_short_chaos_run_pays_every_refund_once(tmp_path: Path) -> None:
             f"--database-url={database_url}",
             f"--log-dir={tmp_path / 'logs'}",
             f"--json={figures}",
-            cwd=PROJECT_ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            timeout_seconds=RUN_TIMEOUT_SECONDS,
         )
-        try:
-            async with asyncio.timeout(RUN_TIMEOUT_SECONDS):
-                output, _ = await process.communicate()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise
-    text = output.decode(errors="replace")
-    print(text)  # pytest shows it when the test fails
-    assert process.returncode == 0, text[-3000:]
+    assert code == 0, text[-3000:]
 
     result = json.loads(figures.read_text())
     assert result["fired"] == 100

@@ -253,28 +253,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from refundctl.devserver import DevServerError
     from refundctl.procs import ProcessExited
-    from refundctl.stack import ServiceStopped, run_until_signalled
+    from refundctl.stack import ServiceStopped, run_once_until_signalled
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     tmp = args.log_dir or Path(tempfile.mkdtemp(prefix="kami-chaos-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    results: list[tuple[str, dict[str, Any], bool]] = []
-
-    async def main() -> int:
-        results.append(await chaos(args, tmp, seed))
-        return 0
-
-    def on_signal(count: int) -> None:
-        if count == 1:
-            _say("interrupted; stopping the stack ...")
-
     try:
-        if run_until_signalled(main, on_signal=on_signal) == 130:
-            return 130
+        result = run_once_until_signalled(
+            lambda: chaos(args, tmp, seed),
+            on_interrupt=lambda: _say("interrupted; stopping the stack ..."),
+        )
     except (DevServerError, ProcessExited, ServiceStopped, TimeoutError, RuntimeError) as exc:
         print(f"refundctl chaos: {exc}\n(logs in {tmp})", file=sys.stderr)
         return 1
-    text, figures, ok = results[0]
+    if result is None:
+        return 130
+    text, figures, ok = result
     print(text)
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

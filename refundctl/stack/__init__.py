@@ -8,7 +8,7 @@ description and `launch.py` for the order, readiness checks, restarts and logs.
 from refundctl.stack.inprocess import serve_api
 from refundctl.stack.launch import Stack, settings_env, start_stack
 from refundctl.stack.services import ProcessService, Service, ServiceStopped, TaskService
-from refundctl.stack.signals import run_until_signalled
+from refundctl.stack.signals import run_once_until_signalled, run_until_signalled
 from refundctl.stack.spec import (
     ApiSpec,
     DevServerSpec,
@@ -36,6 +36,7 @@ __all__ = [
     "StackSpec",
     "TaskService",
     "WorkerSpec",
+    "run_once_until_signalled",
     "run_until_signalled",
     "serve_api",
     "settings_env",

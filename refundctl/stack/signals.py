@@ -11,10 +11,16 @@ from __future__ import annotations
 import asyncio
 import signal
 import weakref
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["reclaim_signals", "register", "run_until_signalled", "unregister"]
+__all__ = [
+    "reclaim_signals",
+    "register",
+    "run_once_until_signalled",
+    "run_until_signalled",
+    "unregister",
+]
 
 
 class _Hurriable(Protocol):
@@ -25,6 +31,7 @@ _live: weakref.WeakSet[Any] = weakref.WeakSet()
 # The handler of the `run_until_signalled` in progress, if any (one per process).
 _handler: Callable[[], None] | None = None
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
 
 
 def register(stack: _Hurriable) -> None:
@@ -88,3 +95,24 @@ def run_until_signalled(
                 loop.remove_signal_handler(sig)
 
     return asyncio.run(runner())
+
+
+def run_once_until_signalled(
+    job: Callable[[], Awaitable[T]], *, on_interrupt: Callable[[], None]
+) -> T | None:
+    """A one-off run over a throwaway stack (the bench, the chaos run): `job()`'s result, or
+    None when SIGINT/SIGTERM stopped it (the caller exits 130). `on_interrupt` is called at the
+    first signal, e.g. to say the stack is being stopped; its exceptions propagate."""
+    results: list[T] = []
+
+    async def main() -> int:
+        results.append(await job())
+        return 0
+
+    def on_signal(count: int) -> None:
+        if count == 1:
+            on_interrupt()
+
+    if run_until_signalled(main, on_signal=on_signal) == 130:
+        return None
+    return results[0]

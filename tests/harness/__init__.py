@@ -22,6 +22,7 @@ A test that needs a worker it can SIGKILL describes it as a subprocess `WorkerSp
 
 from refundctl.procs import ChildProcess, ProcessExited, free_port, free_ports
 from refundctl.ready import wait_for_http, wait_for_port
+from tests.harness.commands import run_refundctl
 from tests.harness.database import drop_database, postgres_or_sqlite_url, session_database
 from tests.harness.temporal import temporal_dev_server
 
@@ -32,6 +33,7 @@ __all__ = [
     "free_port",
     "free_ports",
     "postgres_or_sqlite_url",
+    "run_refundctl",
     "session_database",
     "temporal_dev_server",
     "wait_for_http",
