@@ -33,6 +33,7 @@ from api.routers import (
     stuck,
 )
 from api.streams import RefundWatch, StreamSlots
+from config.heap import settle_heap
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from domain.policy import CurrentPolicy
@@ -45,8 +46,13 @@ if TYPE_CHECKING:
 
 
 def create_app(
-    settings: Settings | None = None, *, tracer_provider: TracerProvider | None = None
+    settings: Settings | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
+    """The API. `freeze_heap`: the process is this app's alone (`refundctl api`), so what
+    start-up made may be frozen out of the collector's reach (config.heap)."""
     settings = settings or get_settings()
     # Traces: off unless OTEL_EXPORTER_OTLP_ENDPOINT is set (telemetry.tracing).
     tracer = tracer_provider or traces_from_settings(settings, process="api")
@@ -69,6 +75,8 @@ def create_app(
         app.state.temporal = await connect(settings, tracer_provider=tracer)
         app.state.policy = CurrentPolicy(settings.policy_path or None)
         watching = asyncio.create_task(app.state.watch.run(), name="events-watch")
+        if freeze_heap:
+            settle_heap()
         try:
             async with httpx.AsyncClient(timeout=settings.http_timeout_seconds) as http:
                 app.state.supplier = supplier_client(settings, http)

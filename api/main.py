@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings, process="api")
     asyncio.run(_check_temporal(settings))
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_heap=True),
         host=args.host,
         port=args.port,
         log_level="info",

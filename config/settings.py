@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     # `refundctl worker` processes per host (one event loop and GIL each): as many as the
     # worker's share of the host's cores.
     worker_processes: int = Field(default=1, ge=1, le=64)
+    # Workflows a worker process keeps in memory between their tasks (the SDK's default is
+    # 1,000). Only refunds in flight need to stay: one waiting 24 h for a reviewer is
+    # replayed from its ~15 events when the answer comes, a few milliseconds. Each cached
+    # refund holds ~160 KB, so with a review backlog the SDK's default took a worker from
+    # 146 to 309 MiB (README "Benchmark").
+    worker_max_cached_workflows: int = Field(default=300, ge=0, le=100_000)
 
     # The buyer's progress page (/r/{refund_id}?t=...): links are HMAC-signed with this secret
     # and expire after the TTL (the platform mints them: POST /v1/refunds/{id}/buyer-link).

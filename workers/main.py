@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from config.heap import settle_heap
 from config.settings import Settings, get_settings
 from config.temporal import connect
 from store.db import make_engine, make_read_session_factory, make_session_factory
@@ -75,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with worker_children(processes - 1):
         asyncio.run(
-            serve(settings, dispatch_webhooks=not args.no_dispatcher, sweep=not args.no_sweeper)
+            serve(
+                settings,
+                dispatch_webhooks=not args.no_dispatcher,
+                sweep=not args.no_sweeper,
+                freeze_heap=True,
+            )
         )
     return 0
 
@@ -87,7 +93,10 @@ async def serve(
     sweep: bool = True,
     stop: asyncio.Event | None = None,
     tracer_provider: TracerProvider | None = None,
+    freeze_heap: bool = False,
 ) -> None:
+    """The worker until `stop` (or SIGINT/SIGTERM). `freeze_heap`: this process is the
+    worker's alone (`refundctl worker`), so start-up's objects may be frozen (config.heap)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,6 +116,7 @@ async def serve(
             workflows=[RefundWorkflow, IncidentWorkflow],
             activities=acts.activities(),
             max_concurrent_activities=100,
+            max_cached_workflows=settings.worker_max_cached_workflows,
             workflow_runner=WORKFLOW_RUNNER,
             # A worker that died holds its refunds' next workflow tasks on its sticky queue
             # until this passes; the default 10 s is most of a crashed refund's recovery time.
@@ -115,6 +125,8 @@ async def serve(
             deployment_config=ops.deployment_config(),
         )
         await ops.start(reads)
+        if freeze_heap:
+            log.info("start-up heap frozen: %d objects", settle_heap())
         tasks = [asyncio.create_task(worker.run())]
         if sweep:
             tasks.append(
