@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -76,14 +76,21 @@ def add_claim_routes(
     lock = asyncio.Lock()
     app.state.claims = claims
 
-    def unauthorized() -> JSONResponse:
-        return JSONResponse({"error": "invalid_signature"}, status_code=401)
+    async def admitted(request: Request, body: bytes) -> tuple[JSONResponse | None, str | None]:
+        """A refusal (bad signature, an armed 5xx) or None, and the armed fault taken."""
+        if not await authenticated(request, body):
+            return JSONResponse({"error": "invalid_signature"}, status_code=401), None
+        fault = await faults.take()
+        if fault == "error_5xx":
+            return JSONResponse({"error": "internal"}, status_code=503), fault
+        return None, fault
 
     @app.post("/v1/claims")
     async def submit_claim(request: Request) -> JSONResponse:
         body = await request.body()
-        if not await authenticated(request, body):
-            return unauthorized()
+        refused, fault = await admitted(request, body)
+        if refused is not None:
+            return refused
         claim_id = request.headers.get("Idempotency-Key", "")
         try:
             submitted = await request.json()
@@ -93,9 +100,6 @@ def add_claim_routes(
             return JSONResponse({"error": "bad_claim"}, status_code=400)
         if submitted.get("claim_id") != claim_id:
             return JSONResponse({"error": "claim_id_mismatch"}, status_code=400)
-        fault = await faults.take()
-        if fault == "error_5xx":
-            return JSONResponse({"error": "internal"}, status_code=503)
         async with lock:
             claim = claims.get(claim_id)
             if claim is None:
@@ -114,11 +118,9 @@ def add_claim_routes(
 
     @app.get("/v1/claims/{claim_id}")
     async def query_claim(claim_id: str, request: Request) -> JSONResponse:
-        if not await authenticated(request, await request.body()):
-            return unauthorized()
-        fault = await faults.take()
-        if fault == "error_5xx":
-            return JSONResponse({"error": "internal"}, status_code=503)
+        refused, fault = await admitted(request, await request.body())
+        if refused is not None:
+            return refused
         async with lock:
             asked[claim_id] = asked.get(claim_id, 0) + 1
             claim = claims.get(claim_id)
@@ -131,13 +133,14 @@ def add_claim_routes(
 
     control = APIRouter(prefix="/sandbox", tags=["sandbox"])
 
-    def held(claim_id: str) -> SandboxClaim | JSONResponse:
+    def held(claim_id: str) -> SandboxClaim:
         claim = claims.get(claim_id)
         if claim is None:
-            return JSONResponse({"error": "claim_not_found"}, status_code=404)
+            raise HTTPException(status_code=404, detail="claim_not_found")
         return claim
 
-    def shown(claim_id: str, claim: SandboxClaim) -> dict[str, Any]:
+    def shown(claim_id: str) -> dict[str, Any]:
+        claim = held(claim_id)
         return {
             **claim.document(claim_id),
             "submitted": claim.submitted,
@@ -145,35 +148,25 @@ def add_claim_routes(
             "queries": asked.get(claim_id, 0),
         }
 
-    @control.get("/claims/{claim_id}", response_model=None)
-    async def show_claim(claim_id: str) -> dict[str, Any] | JSONResponse:
+    @control.get("/claims/{claim_id}")
+    async def show_claim(claim_id: str) -> dict[str, Any]:
         async with lock:
-            claim = held(claim_id)
-            return claim if isinstance(claim, JSONResponse) else shown(claim_id, claim)
+            return shown(claim_id)
 
-    @control.post("/claims/{claim_id}/credit", response_model=None)
-    async def credit_claim(
-        claim_id: str, body: CreditRequest | None = None
-    ) -> dict[str, Any] | JSONResponse:
+    @control.post("/claims/{claim_id}/credit")
+    async def credit_claim(claim_id: str, body: CreditRequest | None = None) -> dict[str, Any]:
         async with lock:
-            claim = held(claim_id)
-            if isinstance(claim, JSONResponse):
-                return claim
-            claim.credit(claim_id, body.amount if body else None)
-            return shown(claim_id, claim)
+            held(claim_id).credit(claim_id, body.amount if body else None)
+            return shown(claim_id)
 
-    @control.post("/claims/{claim_id}/reject", response_model=None)
-    async def reject_claim(
-        claim_id: str, body: RejectRequest | None = None
-    ) -> dict[str, Any] | JSONResponse:
+    @control.post("/claims/{claim_id}/reject")
+    async def reject_claim(claim_id: str, body: RejectRequest | None = None) -> dict[str, Any]:
         async with lock:
             claim = held(claim_id)
-            if isinstance(claim, JSONResponse):
-                return claim
             if claim.state == "credited":
-                return JSONResponse({"error": "claim_credited"}, status_code=409)
+                raise HTTPException(status_code=409, detail="claim_credited")
             claim.state, claim.reason = "rejected", (body.reason if body else "key_was_valid")
-            return shown(claim_id, claim)
+            return shown(claim_id)
 
     @control.put("/claims-answer")
     async def answer_on_arrival(body: AnswerRequest) -> dict[str, str]:

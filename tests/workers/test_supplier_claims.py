@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from domain.model import utcnow
 from domain.policy import load_policy
@@ -32,19 +33,45 @@ async def scratch(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scr
         yield db
 
 
+class LostAnswers(httpx.AsyncBaseTransport):
+    """Delivers every request; the answers to the next `lose` are lost on the way back (a
+    read timeout after the supplier acted: the caller cannot know what happened)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.lose = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if self.lose:
+            self.lose -= 1
+            raise httpx.ReadTimeout("the answer never came", request=request)
+        return response
+
+
 @pytest.fixture(scope="module")
-async def supplier_http() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_supplier_app(api_key=SUPPLIER_KEY, secret=SUPPLIER_SECRET, fault_delay=0.0)
-    async with asgi_client(app, SUPPLIER) as http:
+def supplier_app() -> FastAPI:
+    return create_supplier_app(api_key=SUPPLIER_KEY, secret=SUPPLIER_SECRET, fault_delay=0.0)
+
+
+@pytest.fixture(scope="module")
+async def supplier_http(supplier_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(supplier_app, SUPPLIER) as http:
         yield http
 
 
 @pytest.fixture
-def driver(scratch: Scratch, supplier_http: httpx.AsyncClient) -> ClaimsDriver:
-    client = SupplierClaims(
-        supplier_http, url_for=lambda _: SUPPLIER, api_key=SUPPLIER_KEY, secret=SUPPLIER_SECRET
-    )
-    return ClaimsDriver(scratch.sessions, client, policy=load_policy)
+def transport(supplier_app: FastAPI) -> LostAnswers:
+    return LostAnswers(httpx.ASGITransport(app=supplier_app))
+
+
+@pytest.fixture
+async def driver(scratch: Scratch, transport: LostAnswers) -> AsyncIterator[ClaimsDriver]:
+    async with httpx.AsyncClient(transport=transport, base_url=SUPPLIER) as http:
+        client = SupplierClaims(
+            http, url_for=lambda _: SUPPLIER, api_key=SUPPLIER_KEY, secret=SUPPLIER_SECRET
+        )
+        yield ClaimsDriver(scratch.sessions, client, policy=load_policy)
 
 
 async def at_supplier(http: httpx.AsyncClient, claim_id: str) -> dict[str, object]:
@@ -105,6 +132,28 @@ async def test_a_5xx_on_submit_is_asked_about_before_it_is_sent_again(
     assert claim.state is ClaimState.SUBMITTED and shown["submissions"] == 1
     # The claim the supplier did not have was asked for (404) before it was sent again.
     assert shown["queries"] == 1
+
+
+async def test_a_lost_answer_is_asked_about_and_the_claim_never_sent_twice(
+    scratch: Scratch,
+    driver: ClaimsDriver,
+    transport: LostAnswers,
+    supplier_http: httpx.AsyncClient,
+) -> None:
+    _, refund_id = await refunded_invalid(scratch, [KeyState.INVALID], suppliers=["sup-t"])
+    transport.lose = 1
+    await driver.round(utcnow())
+    (claim,) = await claims_of(scratch, refund_id)
+    # Unknown, not refused: still ours, its attempt counted; the supplier took it though.
+    assert claim.state is ClaimState.OPEN and claim.attempts == 1
+    assert "ReadTimeout" in (claim.last_error or "")
+    assert (await at_supplier(supplier_http, claim.claim_id))["submissions"] == 1
+
+    await driver.round(claim.next_attempt_at)
+    (claim,) = await claims_of(scratch, refund_id)
+    shown = await at_supplier(supplier_http, claim.claim_id)
+    assert claim.state is ClaimState.SUBMITTED
+    assert (shown["queries"], shown["submissions"]) == (1, 1)  # found by its id, not resent
 
 
 async def test_a_rejected_claim_is_written_off_with_the_reason(
