@@ -283,7 +283,7 @@ async def write_off(session: AsyncSession, claim: Claim, *, why: str, now: datet
 
 
 @dataclass
-class Tally:
+class ClaimTally:
     count: int = 0
     amount: int = 0
 
@@ -293,9 +293,9 @@ class SupplierClaims:
     """One supplier's claims: open (ours or at the supplier), recovered, written off."""
 
     supplier: str
-    open: Tally = field(default_factory=Tally)
-    recovered: Tally = field(default_factory=Tally)
-    written_off: Tally = field(default_factory=Tally)
+    open: ClaimTally = field(default_factory=ClaimTally)
+    recovered: ClaimTally = field(default_factory=ClaimTally)
+    written_off: ClaimTally = field(default_factory=ClaimTally)
     duplicate_credits: int = 0
 
 

@@ -121,6 +121,17 @@ async def test_a_bad_key_is_claimed_submitted_credited_and_recovered_once(
     assert "open 0 (¥0.00)" in line and "recovered 1 (¥50.00)" in line
     assert "written off 0 (¥0.00)" in line and "duplicate credits 1" in line
 
+    checks = (await system.get("/v1/admin/checks", role="admin")).json()
+    (mine,) = [c for c in checks["supplier_claims"] if c["supplier"] == supplier]
+    assert mine == {
+        "supplier": supplier,
+        "open": {"count": 0, "amount": 0},
+        "recovered": {"count": 1, "amount": 5000},
+        "written_off": {"count": 0, "amount": 0},
+        "duplicate_credits": 1,
+    }
+    assert checks["ledger_balanced"]
+
     # The operators' report: the supplier's bad-key rate over the keys it sold.
     other = card_key_order()
     other["merchant_id"] = merchant

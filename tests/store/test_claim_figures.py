@@ -8,7 +8,7 @@ from datetime import date
 from ops.reconcile import Report
 from refundctl.reconcile import lines
 from store.report_figures import KeyClaimed, KeySold, bad_keys
-from store.supplier_claims import SupplierClaims, Tally
+from store.supplier_claims import ClaimTally, SupplierClaims
 
 
 def test_bad_key_rate_is_invalid_keys_over_keys_sold_worst_first() -> None:
@@ -38,12 +38,12 @@ def test_reconcile_prints_each_suppliers_claims() -> None:
         claims=[
             SupplierClaims(
                 "sup-a",
-                open=Tally(2, 10000),
-                recovered=Tally(3, 14950),
-                written_off=Tally(1, 5000),
+                open=ClaimTally(2, 10000),
+                recovered=ClaimTally(3, 14950),
+                written_off=ClaimTally(1, 5000),
                 duplicate_credits=1,
             ),
-            SupplierClaims("sup-b", recovered=Tally(1, 5000)),
+            SupplierClaims("sup-b", recovered=ClaimTally(1, 5000)),
         ],
     )
     printed = lines(report)
