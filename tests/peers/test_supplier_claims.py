@@ -109,3 +109,22 @@ async def test_timeout_on_submit_is_unknown_and_the_claim_is_found_by_id(
     assert found is not None and found.state is SupplierClaimState.PENDING
     shown = (await network_http.get(f"{servers.supplier}/sandbox/claims/clm_t")).json()
     assert shown["submissions"] == 1
+
+
+async def test_new_claims_can_be_answered_on_arrival(
+    claims: SupplierClaims, supplier_http: httpx.AsyncClient
+) -> None:
+    await supplier_http.put("/sandbox/claims-answer", json={"answer": "reject"})
+    rejected = await claims.submit("sup-a", claim("clm_on_r"))
+    await supplier_http.put("/sandbox/claims-answer", json={"answer": "credit"})
+    credited = await claims.submit("sup-a", claim("clm_on_c", amount=1234))
+    await supplier_http.put("/sandbox/claims-answer", json={"answer": "hold"})
+    assert rejected.state is SupplierClaimState.REJECTED and rejected.reason == "key_was_valid"
+    assert credited.state is SupplierClaimState.CREDITED
+    assert [c.amount for c in credited.credits] == [1234]
+    # Answered claims keep their answer; the control refuses a rejection after a credit.
+    refused = await supplier_http.post("/sandbox/claims/clm_on_c/reject", json={})
+    assert refused.status_code == 409
+    assert (
+        await claims.submit("sup-a", claim("clm_on_c", amount=1234))
+    ).credits == credited.credits
