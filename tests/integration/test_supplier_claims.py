@@ -7,6 +7,8 @@ ledger, `refundctl reconcile` and the operators' report say so."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +20,9 @@ import yaml
 
 from domain.policy import default_policy_text
 from domain.supplier_claims import ClaimState, claim_id_for
+from refundctl.procs import refundctl_argv
 from refundctl.reconcile import lines, reconcile_day
+from refundctl.stack.launch import settings_env
 from store import ledger
 from store.claim_rows import SupplierClaimRow
 from store.db import SessionFactory, make_engine, make_session_factory
@@ -116,8 +120,14 @@ async def test_a_bad_key_is_claimed_submitted_credited_and_recovered_once(
     ) == [0, -5000, 0, settled_before + 5000]
     assert (await at_supplier(system, claim_id))["submissions"] == 1
 
-    report = await reconcile_day(system.settings, datetime.now(UTC).date())
-    line = claims_line(lines(report), supplier)
+    # `refundctl reconcile` as an operator runs it, configured from the environment.
+    argv = refundctl_argv("reconcile", "--date", datetime.now(UTC).date().isoformat())
+    env = {**os.environ, **settings_env(system.settings)}
+    printed = await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, text=True, env=env, timeout=120
+    )
+    assert "reconciliation " in printed.stdout, printed.stderr
+    line = claims_line(printed.stdout.splitlines(), supplier)
     assert "open 0 (¥0.00)" in line and "recovered 1 (¥50.00)" in line
     assert "written off 0 (¥0.00)" in line and "duplicate credits 1" in line
 
