@@ -15,7 +15,8 @@ from temporalio.exceptions import ApplicationError
 from activities.risk import assess_refund
 from domain.model import utcnow
 from domain.policy import Policy
-from store import audit, commissions, orders, outbox, progress
+from domain.types import RefundStatus
+from store import audit, commissions, orders, outbox, progress, supplier_claims
 from store import refunds as refund_rows
 from store.db import SessionFactory
 from workflows.messages import (
@@ -145,6 +146,10 @@ class RefundRecords:
         await progress.add_timeline(
             session, report.refund_id, report.new_entries, first_seq=report.first_entry
         )
+        if status_changed and body.status is RefundStatus.REFUNDED:
+            # Paid for a key the supplier confirmed invalid: claim it back from the supplier,
+            # in the transaction that stores the refund paid (`store.supplier_claims`).
+            await supplier_claims.open_claims(session, body, now=now)
         if report.release_claims:
             await refund_rows.release_claims(session, report.refund_id)
         if report.cancel_order:

@@ -330,6 +330,16 @@ class SelfHelp(PolicyPart):
         return steps
 
 
+# --- claims against suppliers ----------------------------------------------------------------
+
+
+class ClaimsPolicy(PolicyPart):
+    """Claims against a supplier for the keys it confirmed invalid (`domain.supplier_claims`):
+    one the supplier has not credited `write_off_days` after it was opened is written off."""
+
+    write_off_days: Days = 30
+
+
 # --- merchants and the whole policy --------------------------------------------------------
 
 
@@ -358,6 +368,9 @@ class Policy(PolicyPart):
     # Words for buyers, not rules: left out of the policy's serialised form (the policy
     # travels in every refund's history, which never needs them) and of its version.
     self_help: SelfHelp = Field(default_factory=SelfHelp, exclude=True)
+    # Collecting from suppliers after a refund, not deciding one: left out the same way, so
+    # no refund's history or decision version changes with it.
+    claims: ClaimsPolicy = Field(default_factory=ClaimsPolicy, exclude=True)
 
     def rules_for(self, *, product_type: ProductType, merchant_id: str, sku: str) -> ProductRules:
         """The rules for one item: product type, then merchant, then SKU (most specific wins)."""

@@ -85,6 +85,24 @@ def yuan(fen: int) -> str:
     return f"¥{fen // 100}.{fen % 100:02d}"
 
 
+# The timeline stages whose detail is `describe_keys`' words: the check and every re-check.
+KEY_CHECK_STAGES = ("card_key_checked", "card_key_rechecked")
+
+
 def describe_keys(states: dict[str, KeyState]) -> str:
     """`K-1: unredeemed, K-2: locked`: what the supplier said, for the timeline."""
     return ", ".join(f"{k}: {s.value}" for k, s in sorted(states.items())) or "no card keys"
+
+
+def read_keys(detail: str) -> dict[str, KeyState | None]:
+    """`describe_keys`' words read back: each key and its state (None for a word that is not
+    a state, e.g. one written by an older release)."""
+    states: dict[str, KeyState | None] = {}
+    for part in detail.split(", "):
+        key, sep, state = part.rpartition(": ")
+        if sep:
+            try:
+                states[key] = KeyState(state)
+            except ValueError:
+                states[key] = None
+    return states

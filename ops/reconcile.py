@@ -4,7 +4,8 @@ For every gateway payout of a day, ask the gateway (its refund query API) what i
 under our out_refund_no and compare state and amount; then check that no order touched
 that day got back more than it paid, counting what the gateways hold as well as what we
 recorded (`store.conservation`). A difference is reported and raised as a supervisor alert;
-nothing is "fixed" silently."""
+nothing is "fixed" silently. Beside them, every supplier's claims for the keys it confirmed
+invalid: open, recovered and written off (`store.supplier_claims`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.model import utcnow
 from domain.types import PayoutState
 from peers.payouts import GatewayError, GatewayRefund, Gateways, RefundOrder
+from store import supplier_claims
 from store.conservation import Breach, breaches
 from store.models import NotificationRow, PayoutRow, RefundRow
 from store.outbox import SUPERVISOR, SUPERVISORS
@@ -42,6 +44,8 @@ class Report:
     lines: list[Line] = field(default_factory=list)
     # Orders that got back more than they paid (money conservation).
     over_refunds: list[Breach] = field(default_factory=list)
+    # Every supplier's claims, as they stand (not the day's: a claim lives for weeks).
+    claims: list[supplier_claims.SupplierClaims] = field(default_factory=list)
 
     def count(self, verdict: str) -> int:
         return sum(1 for line in self.lines if line.verdict == verdict)
@@ -85,6 +89,7 @@ async def reconcile(session: AsyncSession, day: date, *, gateways: Gateways) -> 
     report.over_refunds = await breaches(
         session, order_ids={order_id for _, order_id in rows}, gateway_says=gateway_says
     )
+    report.claims = await supplier_claims.per_supplier(session)
     return report
 
 

@@ -3,6 +3,8 @@ and URL goes to which client (the worker, the API and `refundctl reconcile` shar
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from config.settings import Settings
@@ -15,6 +17,7 @@ from peers.balance import BalanceGateway
 from peers.mail import SmtpMailer
 from peers.payouts import Gateways
 from peers.supplier import SupplierClient
+from peers.supplier_claims import SupplierClaims
 from peers.wechat_keys import WechatPayKeys, load_certificates
 from peers.wechatpay import WechatPayClient
 
@@ -68,12 +71,20 @@ def payout_gateways(settings: Settings, http: httpx.AsyncClient) -> Gateways:
 
 
 def supplier_client(settings: Settings, http: httpx.AsyncClient) -> SupplierClient:
-    return SupplierClient(
-        http,
-        url_for=settings.supplier_url_for,
-        api_key=settings.supplier_api_key,
-        secret=settings.supplier_secret,
-    )
+    return SupplierClient(http, **_supplier_access(settings))
+
+
+def supplier_claims_client(settings: Settings, http: httpx.AsyncClient) -> SupplierClaims:
+    """Claims go to the supplier the keys came from, with the same key and secret."""
+    return SupplierClaims(http, **_supplier_access(settings))
+
+
+def _supplier_access(settings: Settings) -> dict[str, Any]:
+    return {
+        "url_for": settings.supplier_url_for,
+        "api_key": settings.supplier_api_key,
+        "secret": settings.supplier_secret,
+    }
 
 
 def sms_client(settings: Settings, http: httpx.AsyncClient) -> AliyunSmsClient | None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from peers.supplier import SIGNATURE_MAX_SKEW_SECONDS, supplier_signature
 from sandbox.faults import FaultPlan, add_fault_routes
+from sandbox.supplier_claims import add_claim_routes
 
 __all__ = ["FAULT_MODES", "create_supplier_app"]
 
@@ -147,4 +148,5 @@ def create_supplier_app(*, api_key: str, secret: str, fault_delay: float = 15.0)
         return {"reset": True}
 
     app.include_router(control)
+    add_claim_routes(app, authenticated, faults, fault_delay)  # claims for invalid keys
     return app

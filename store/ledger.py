@@ -45,6 +45,21 @@ def clearing(channel: str) -> str:
     return f"clearing:{channel}"
 
 
+def supplier_claims(supplier: str) -> str:
+    """What a supplier owes on claims for the keys it confirmed invalid (a receivable)."""
+    return f"supplier:{supplier}:claims"
+
+
+def merchant_recovery(merchant_id: str) -> str:
+    """What the merchant gets back once the supplier pays its claims: not available yet."""
+    return f"merchant:{merchant_id}:recovery"
+
+
+def supplier_clearing(supplier: str) -> str:
+    """Money a supplier credited us on claims, in transit like a payment channel's."""
+    return clearing(f"supplier:{supplier}")
+
+
 async def post(
     session: AsyncSession,
     txn_id: str,

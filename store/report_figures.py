@@ -1,6 +1,6 @@
 """The operators' report computed from facts (see `store.reports`, which reads the facts):
 refund rate and reasons by merchant and product, the share resolved without a person, time
-to money, review deadlines met.
+to money, review deadlines met, each supplier's bad-key rate.
 
 Pure functions over plain rows, tested without a database. Two populations:
 - refunds *created* in the window: totals, reasons, automation, time to money, deadlines;
@@ -65,6 +65,24 @@ class PrecheckFact:
 
     outcome: str  # automatic | review | no | support
     followed_by_refund: bool
+
+
+@dataclass(frozen=True)
+class KeySold:
+    """A card key delivered on a cohort order, and its supplier."""
+
+    supplier: str
+    card_key_id: str
+
+
+@dataclass(frozen=True)
+class KeyClaimed:
+    """A key of a cohort order the supplier confirmed invalid, on a refund that paid for it
+    (what opened a claim against the supplier: `store.supplier_claims`)."""
+
+    supplier: str
+    card_key_id: str
+    refund_id: str
 
 
 # --- the report --------------------------------------------------------------------------
@@ -148,6 +166,16 @@ class Prechecks(BaseModel):
     by_outcome: dict[str, PrecheckOutcomeCount]
 
 
+class SupplierKeys(BaseModel):
+    supplier: str
+    keys_sold: int = Field(description="card keys delivered on the cohort's paid orders")
+    invalid_keys: int = Field(
+        description="of which the supplier confirmed invalid on a refund that paid for them"
+    )
+    refunds: int = Field(description="refunds paid for those keys (each opened a claim)")
+    bad_key_rate: float = Field(description="invalid_keys / keys_sold")
+
+
 class Report(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -160,6 +188,11 @@ class Report(BaseModel):
     time_to_money: TimeToMoney
     review_deadlines: ReviewDeadlines
     prechecks: Prechecks
+    suppliers: list[SupplierKeys] = Field(
+        default_factory=list,
+        description="per card-key supplier of the cohort: the keys it sold, and how many "
+        "of them it confirmed invalid (its bad-key rate), worst first",
+    )
 
 
 # --- pure aggregation --------------------------------------------------------------------
@@ -327,6 +360,30 @@ def rates(orders: Iterable[OrderFact], refunds: Iterable[CohortRefund]) -> Rates
     )
 
 
+def bad_keys(sold: Iterable[KeySold], claimed: Iterable[KeyClaimed]) -> list[SupplierKeys]:
+    """Per supplier, the share of the keys it sold that it confirmed invalid on a refund."""
+    keys: dict[str, set[str]] = defaultdict(set)
+    for k in sold:
+        keys[k.supplier].add(k.card_key_id)
+    invalid: dict[str, set[str]] = defaultdict(set)
+    refunds: dict[str, set[str]] = defaultdict(set)
+    for c in claimed:
+        if c.card_key_id in keys.get(c.supplier, ()):
+            invalid[c.supplier].add(c.card_key_id)
+            refunds[c.supplier].add(c.refund_id)
+    rows = [
+        SupplierKeys(
+            supplier=supplier,
+            keys_sold=len(ids),
+            invalid_keys=len(invalid[supplier]),
+            refunds=len(refunds[supplier]),
+            bad_key_rate=round(len(invalid[supplier]) / len(ids), 4),
+        )
+        for supplier, ids in keys.items()
+    ]
+    return sorted(rows, key=lambda r: (-r.bad_key_rate, -r.keys_sold, r.supplier))
+
+
 def build_report(
     start: datetime,
     end: datetime,
@@ -335,6 +392,8 @@ def build_report(
     cohort_refunds: Sequence[CohortRefund],
     merchant_id: str | None = None,
     precheck_facts: Sequence[PrecheckFact] = (),
+    keys_sold: Sequence[KeySold] = (),
+    keys_claimed: Sequence[KeyClaimed] = (),
 ) -> Report:
     return Report(
         window=Window(from_=start, to=end),
@@ -346,4 +405,5 @@ def build_report(
         time_to_money=time_to_money(refunds),
         review_deadlines=review_deadlines(refunds),
         prechecks=prechecks(precheck_facts),
+        suppliers=bad_keys(keys_sold, keys_claimed),
     )

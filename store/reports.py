@@ -8,22 +8,35 @@ in Python, so SQLite and PostgreSQL answer the same); the pure functions of
 Two populations:
 - refunds *created* in the window: totals, reasons, automation, time to money, deadlines;
 - the cohort of paid orders *created* in the window (orders.created_at) and every refund on
-  them: refund rates, so a rate is refunds over the orders they could have come from.
+  them: refund rates, so a rate is refunds over the orders they could have come from; and
+  the card keys they delivered: each supplier's bad-key rate (keys it confirmed invalid on
+  a refund that paid for them, over the keys it sold).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import OrderItemRow, OrderRow, RefundItemRow, RefundRow, TimelineRow
+from store.claim_rows import SupplierClaimRow
+from store.models import (
+    CardKeyRow,
+    OrderItemRow,
+    OrderRow,
+    RefundItemRow,
+    RefundRow,
+    TimelineRow,
+)
 from store.prechecks import prechecks_made
 from store.report_figures import (
     Automation,
     CohortRefund,
+    KeyClaimed,
+    KeySold,
     OrderFact,
     PrecheckFact,
     Prechecks,
@@ -37,6 +50,7 @@ from store.report_figures import (
     Totals,
     Window,
     automation,
+    bad_keys,
     build_report,
     percentile,
     prechecks,
@@ -51,6 +65,8 @@ __all__ = [
     "MONEY_ARRIVED",
     "Automation",
     "CohortRefund",
+    "KeyClaimed",
+    "KeySold",
     "OrderFact",
     "PrecheckFact",
     "Prechecks",
@@ -64,7 +80,9 @@ __all__ = [
     "Totals",
     "Window",
     "automation",
+    "bad_keys",
     "build_report",
+    "cohort_keys",
     "order_cohort",
     "percentile",
     "prechecks",
@@ -135,13 +153,7 @@ async def order_cohort(
     session: AsyncSession, start: datetime, end: datetime, merchant_id: str | None = None
 ) -> tuple[list[OrderFact], list[CohortRefund]]:
     """Paid orders created in [start, end) with their items, and every refund on them."""
-    cohort = [
-        OrderRow.created_at >= start,
-        OrderRow.created_at < end,
-        OrderRow.paid_at.is_not(None),
-    ]
-    if merchant_id is not None:
-        cohort.append(OrderRow.merchant_id == merchant_id)
+    cohort = _cohort(start, end, merchant_id)
     merchants: dict[str, str] = {}
     items: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for order_id, merchant_id, sku, product_type in (
@@ -202,10 +214,58 @@ async def order_cohort(
     return orders, cohort_refunds
 
 
+def _cohort(start: datetime, end: datetime, merchant_id: str | None) -> list[Any]:
+    """Paid orders created in [start, end), of one merchant or all."""
+    cohort = [
+        OrderRow.created_at >= start,
+        OrderRow.created_at < end,
+        OrderRow.paid_at.is_not(None),
+    ]
+    if merchant_id is not None:
+        cohort.append(OrderRow.merchant_id == merchant_id)
+    return cohort
+
+
+async def cohort_keys(
+    session: AsyncSession, start: datetime, end: datetime, merchant_id: str | None = None
+) -> tuple[list[KeySold], list[KeyClaimed]]:
+    """The card keys delivered on the cohort's orders, and those claimed back as invalid."""
+    cohort = _cohort(start, end, merchant_id)
+    sold = [
+        KeySold(supplier=supplier, card_key_id=key)
+        for supplier, key in (
+            await session.execute(
+                select(CardKeyRow.supplier, CardKeyRow.card_key_id)
+                .join(OrderRow, OrderRow.order_id == CardKeyRow.order_id)
+                .where(*cohort, CardKeyRow.delivered_at.is_not(None))
+            )
+        ).all()
+    ]
+    claimed = [
+        KeyClaimed(supplier=supplier, card_key_id=str(key), refund_id=refund_id)
+        for supplier, keys, refund_id in (
+            await session.execute(
+                select(
+                    SupplierClaimRow.supplier,
+                    SupplierClaimRow.card_key_ids,
+                    SupplierClaimRow.refund_id,
+                )
+                .join(OrderRow, OrderRow.order_id == SupplierClaimRow.order_id)
+                .where(*cohort)
+            )
+        ).all()
+        for key in keys
+    ]
+    return sold, claimed
+
+
 async def report(
     session: AsyncSession, start: datetime, end: datetime, merchant_id: str | None = None
 ) -> Report:
     refunds = await refunds_created(session, start, end, merchant_id)
     orders, cohort_refunds = await order_cohort(session, start, end, merchant_id)
     checked = await prechecks_made(session, start, end, merchant_id)
-    return build_report(start, end, refunds, orders, cohort_refunds, merchant_id, checked)
+    sold, claimed = await cohort_keys(session, start, end, merchant_id)
+    return build_report(
+        start, end, refunds, orders, cohort_refunds, merchant_id, checked, sold, claimed
+    )

@@ -7,7 +7,8 @@ Counted where they happen, in the process they happen in:
   (`TimedTransport`), webhook delivery lag (workers/webhooks.py);
 - the worker, read from the database every METRICS_DB_SECONDS (workers/gauges.py): open
   refunds by status, the review backlog, its oldest deadline and the reviews past it, stuck
-  refunds by kind, undelivered webhooks and the oldest one's age, the ledger's imbalance
+  refunds by kind, undelivered webhooks and the oldest one's age, claims against
+  suppliers by state, the ledger's imbalance
   (its trial balance, which must be 0, every METRICS_LEDGER_SECONDS). Every worker
   replica reports the same figures: aggregate them with max, not sum
   (deploy/prometheus/alerts.yml);
@@ -108,6 +109,12 @@ LEDGER_IMBALANCE = Gauge(
     "kami_ledger_imbalance",
     "Sum of all ledger entries per currency, in minor units: double entry makes it 0",
     ["currency"],
+)
+SUPPLIER_CLAIMS = Gauge(
+    "kami_supplier_claims",
+    "Claims against suppliers for keys they confirmed invalid, by state (open, submitted, "
+    "recovered, written_off)",
+    ["state"],
 )
 FIGURES_READ_AT = Gauge(
     "kami_db_figures_timestamp_seconds", "When the database figures were last read", ["figures"]

@@ -1,6 +1,6 @@
 """The worker's gauges from the database: open refunds by status, the review backlog and
 its oldest deadline, reviews past their deadline, stuck refunds by kind, undelivered
-webhooks, and the ledger's imbalance (which must be 0). Read every METRICS_DB_SECONDS (the
+webhooks, claims against suppliers by state, and the ledger's imbalance (which must be 0). Read every METRICS_DB_SECONDS (the
 ledger every METRICS_LEDGER_SECONDS) through the read-only sessions, so they never wait for
 a writer. Several workers read the same figures: aggregate them with max."""
 
@@ -11,7 +11,7 @@ import logging
 import time
 
 from domain.model import utcnow
-from store import figures, ledger
+from store import figures, ledger, supplier_claims
 from store.db import SessionFactory
 from store.figures import StageLimits
 from telemetry.metrics import (
@@ -22,6 +22,7 @@ from telemetry.metrics import (
     REVIEW_OLDEST_DEADLINE,
     REVIEWS_PAST_DEADLINE,
     STUCK,
+    SUPPLIER_CLAIMS,
     WEBHOOK_OLDEST_UNDELIVERED,
     WEBHOOKS_UNDELIVERED,
 )
@@ -36,6 +37,7 @@ async def read_figures(reads: SessionFactory, limits: StageLimits) -> None:
         review = await figures.reviews(session, now=now)
         stuck = await figures.stuck_counts(session, now=now, limits=limits)
         hooks = await figures.webhooks(session)
+        claims = await supplier_claims.count_by_state(session)
     for status, count in open_now.items():
         OPEN_REFUNDS.labels(status.value).set(count)
     REVIEW_BACKLOG.set(review.backlog)
@@ -46,6 +48,8 @@ async def read_figures(reads: SessionFactory, limits: StageLimits) -> None:
     WEBHOOKS_UNDELIVERED.set(hooks.undelivered)
     age = (now - hooks.oldest_created_at).total_seconds() if hooks.oldest_created_at else 0.0
     WEBHOOK_OLDEST_UNDELIVERED.set(max(age, 0.0))
+    for state, count in claims.items():
+        SUPPLIER_CLAIMS.labels(state.value).set(count)
     FIGURES_READ_AT.labels("refunds").set(time.time())
 
 

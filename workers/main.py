@@ -1,5 +1,6 @@
 """`refundctl worker`: runs RefundWorkflow and its activities on the `refunds` task queue,
-and the webhook dispatcher beside them."""
+and beside them the webhook dispatcher, the sweeper and the driver of claims against
+suppliers (`workers.supplier_claims`)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from config.heap import settle_heap
 from config.settings import Settings, get_settings
 from config.temporal import connect
+from domain.policy import CurrentPolicy
+from peers.from_settings import supplier_claims_client
 from store.db import make_engine, make_read_session_factory, make_session_factory
 from telemetry.logs import configure_logging
 from workers.operations import WorkerOperations
 from workers.outbox import OutboxDispatcher
 from workers.processes import worker_children
+from workers.supplier_claims import ClaimsDriver
 from workers.sweeper import sweep_unstarted
 from workers.wiring import build_activities, buyer_messenger
 from workflows.incident import IncidentWorkflow
@@ -51,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not deliver the outbox (webhooks, buyer SMS and e-mail)",
     )
     parser.add_argument(
-        "--no-sweeper", action="store_true", help="do not start refunds the API did not start"
+        "--no-sweeper",
+        action="store_true",
+        help="do not start refunds the API did not start, nor drive claims against suppliers",
     )
     parser.add_argument(
         "--processes",
@@ -134,6 +140,13 @@ async def serve(
                     sweep_unstarted(sessions, client, task_queue=settings.task_queue)
                 )
             )
+        if sweep:  # one per host, like the sweeper: the worker's children run neither
+            claims = ClaimsDriver(
+                sessions,
+                supplier_claims_client(settings, http),
+                policy=CurrentPolicy(settings.policy_path or None).get,
+            )
+            tasks.append(asyncio.create_task(claims.run_forever()))
         if dispatch_webhooks:
             dispatcher = OutboxDispatcher(
                 sessions,

@@ -35,6 +35,7 @@ from domain.refund import (
     refundable_now,
 )
 from domain.types import KeyState
+from domain.wording import KEY_CHECK_STAGES, read_keys
 from store import console as accounts
 from store import orders, queue
 from store import refunds as refund_rows
@@ -67,14 +68,9 @@ def key_states(body: RefundBody) -> dict[str, tuple[KeyState | None, datetime]]:
     and every re-check (`domain.wording.describe_keys`' words), locked once voided."""
     states: dict[str, tuple[KeyState | None, datetime]] = {}
     for entry in body.timeline:
-        if entry.stage in ("card_key_checked", "card_key_rechecked"):
-            for part in entry.detail.split(", "):
-                key, sep, state = part.rpartition(": ")
-                if sep:
-                    try:
-                        states[key] = (KeyState(state), entry.at)
-                    except ValueError:
-                        states[key] = (None, entry.at)
+        if entry.stage in KEY_CHECK_STAGES:
+            for key, state in read_keys(entry.detail).items():
+                states[key] = (state, entry.at)
         elif entry.stage == "card_key_locked":
             for key in filter(None, entry.detail.split(", ")):
                 states[key] = (KeyState.LOCKED, entry.at)

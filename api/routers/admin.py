@@ -1,5 +1,6 @@
 """Operators' endpoints: blacklists for risk control, the policy in force, replaying a
-decision ("why?"), and the ledger's and audit log's self-checks."""
+decision ("why?"), and the ledger's and audit log's self-checks (with every supplier's claims
+for its bad keys, as `refundctl reconcile` prints them)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ops.explain import ExplainRequest, Explanation, UnknownOrder, explain
 from ops.reconcile import over_refund_alert
 from store import audit, conservation, ledger
 from store.models import BlacklistRow, NotificationRow
+from store.supplier_claims import SupplierClaims, per_supplier
 from store.upsert import insert_ignore
 
 # The alert `GET /checks` raises for an over-refunded order: one per order, however often
@@ -174,17 +176,21 @@ class Checks(BaseModel):
     # outcome is not verified as "no money moved".
     money_conserved: bool
     over_refunds: list[OverRefund]
+    # Per supplier, claims for the keys it confirmed invalid: open, recovered, written off.
+    supplier_claims: list[SupplierClaims] = []
 
 
 @router.get(
     "/checks",
-    summary="Ledger trial balance, audit-chain verification and money conservation",
+    summary="Ledger trial balance, audit-chain verification, money conservation and claims "
+    "against suppliers",
     description="An order that got back more than it paid also raises a supervisor alert.",
 )
 async def checks(session: ReadSessionDep, writes: SessionDep, _: Admin) -> Checks:
     totals = await ledger.trial_balance(session)
     verified = await audit.verify(session)
     over = await conservation.breaches(session)
+    claims = await per_supplier(session)
     if over:
         now = utcnow()
         await insert_ignore(
@@ -204,4 +210,5 @@ async def checks(session: ReadSessionDep, writes: SessionDep, _: Admin) -> Check
             OverRefund(order_id=b.order_id, paid=b.paid, refunded=b.refunded, detail=b.describe())
             for b in over
         ],
+        supplier_claims=claims,
     )
