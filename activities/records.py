@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.risk import assess_refund
 from domain.model import utcnow
 from domain.policy import Policy
-from store import audit, commissions, orders, outbox, progress
+from store import audit, commissions, holds, orders, outbox, progress
 from store import refunds as refund_rows
 from store.db import SessionFactory
 from workflows.messages import (
@@ -142,6 +142,10 @@ class RefundRecords:
                 type="UnknownRefund",
                 non_retryable=True,
             ) from None
+        if status_changed:
+            await holds.follow_status(
+                session, refund_id=report.refund_id, status=body.status, now=now
+            )
         await progress.add_timeline(
             session, report.refund_id, report.new_entries, first_seq=report.first_entry
         )

@@ -438,6 +438,7 @@ class ConsoleSessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
 
 
-# Incidents' and pre-checks' tables live in their own module; imported here so that
-# `Base.metadata` (Alembic, the schema test) knows every table.
+# Incidents' and pre-checks' tables, and balance holds', live in modules of their own; imported
+# here so that `Base.metadata` (Alembic, the schema test) knows every table.
+import store.hold_rows  # noqa: E402
 import store.incident_rows  # noqa: E402, F401

@@ -109,6 +109,11 @@ LEDGER_IMBALANCE = Gauge(
     "Sum of all ledger entries per currency, in minor units: double entry makes it 0",
     ["currency"],
 )
+BALANCE_HELD = Gauge(
+    "kami_balance_held",
+    "Merchants' settlement held for open refunds of balance-paid orders, in minor units",
+    ["currency"],
+)
 FIGURES_READ_AT = Gauge(
     "kami_db_figures_timestamp_seconds", "When the database figures were last read", ["figures"]
 )
