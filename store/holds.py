@@ -27,21 +27,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.holds import HoldState, Remaining, balance_paid, to_hold
 from domain.order import Order
 from domain.types import PaymentChannel, RefundStatus
-from store import audit, ledger
+from store import ledger
 from store.conservation import MONEY_OUT_STATES
 from store.hold_rows import BalanceHoldRow
-from store.models import BalanceRow, PaymentRow, PayoutRow, RefundRow
-from store.upsert import insert_ignore
+from store.models import PaymentRow, PayoutRow, RefundRow
 
 __all__ = [
-    "Insufficient",
     "MerchantBalance",
     "follow_status",
     "hold",
     "merchant_balance",
     "post_payout",
     "total_held",
-    "withdraw",
 ]
 
 
@@ -61,42 +58,28 @@ async def hold(
     paid = balance_paid(order.payments)
     if paid <= 0 or asked <= 0:
         return 0
+    if await session.get(BalanceHoldRow, refund_id) is not None:
+        return 0  # held when it was stored
     amount = to_hold(
         asked, paid_from_balance=paid, taken=await _taken(session, order.order_id, refund_id)
     )
     if amount <= 0:
         return 0
-    new = await insert_ignore(
-        session,
-        BalanceHoldRow,
-        [
-            {
-                "refund_id": refund_id,
-                "order_id": order.order_id,
-                "merchant_id": order.merchant_id,
-                "currency": order.currency,
-                "amount": amount,
-                "spent": 0,
-                "released": 0,
-                "state": HoldState.HELD,
-                "round": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-        ],
+    row = BalanceHoldRow(
+        refund_id=refund_id,
+        order_id=order.order_id,
+        merchant_id=order.merchant_id,
+        currency=order.currency,
+        amount=0,
+        spent=0,
+        released=0,
+        state=HoldState.HELD,
+        round=1,
+        created_at=now,
+        updated_at=now,
     )
-    if not new:
-        return 0
-    await _move(
-        session,
-        hold_txn(refund_id, 1),
-        order.merchant_id,
-        order.currency,
-        amount,
-        refund_id,
-        now,
-        "held for refund",
-    )
+    session.add(row)
+    await _shift(session, row, amount, hold_txn(refund_id, 1), now, "held for refund")
     return amount
 
 
@@ -150,44 +133,18 @@ async def follow_status(
         if held.state is not HoldState.HELD:
             return
         left = _remaining(held).left
-        await _move(
-            session,
-            release_txn(refund_id, held.round),
-            held.merchant_id,
-            held.currency,
-            -left,
-            refund_id,
-            now,
-            "released: refund ended",
-        )
-        held.released += left
+        await _shift(session, held, -left, release_txn(refund_id, held.round), now, "refund ended")
         held.state = HoldState.RELEASED
-        held.updated_at = now
     elif held.state is HoldState.RELEASED:
         refund = await session.get(RefundRow, refund_id)
         assert refund is not None
         paid = await _paid_from_balance(session, held.order_id)
-        again = to_hold(
-            refund.amount,
-            paid_from_balance=paid,
-            taken=await _taken(session, held.order_id, refund_id),
-        )
-        if again <= 0:
-            return
-        held.round += 1
-        await _move(
-            session,
-            hold_txn(refund_id, held.round),
-            held.merchant_id,
-            held.currency,
-            again,
-            refund_id,
-            now,
-            "held again: refund appealed",
-        )
-        held.amount += again
-        held.state = HoldState.HELD
-        held.updated_at = now
+        taken = await _taken(session, held.order_id, refund_id)
+        again = to_hold(refund.amount, paid_from_balance=paid, taken=taken)
+        if again > 0:
+            held.round += 1
+            await _shift(session, held, again, hold_txn(refund_id, held.round), now, "appealed")
+            held.state = HoldState.HELD
 
 
 @dataclass(frozen=True)
@@ -205,63 +162,6 @@ async def merchant_balance(
     free = await ledger.balance(session, ledger.merchant_settlement(merchant_id), currency)
     held = await ledger.balance(session, ledger.merchant_held(merchant_id), currency)
     return MerchantBalance(merchant_id, currency, free + held, held, max(0, free))
-
-
-class Insufficient(Exception):
-    def __init__(self, available: int) -> None:
-        super().__init__(f"only {available} is available")
-        self.available = available
-
-
-def withdrawal_txn(merchant_id: str, withdrawal_id: str) -> str:
-    return f"merchant-withdrawal:{merchant_id}:{withdrawal_id}"
-
-
-async def withdraw(
-    session: AsyncSession,
-    *,
-    merchant_id: str,
-    withdrawal_id: str,
-    amount: int,
-    currency: str,
-    now: datetime,
-) -> bool:
-    """The merchant takes `amount` out of what is available, in the caller's transaction;
-    False when this withdrawal was recorded before. Raises Insufficient beyond `available`.
-
-    Two withdrawals at once cannot both pass the check: the settlement row is locked for
-    the transaction (PostgreSQL; SQLite writers hold the database's write lock from BEGIN),
-    and holds and payouts write that same row."""
-    settlement = ledger.merchant_settlement(merchant_id)
-    await session.execute(
-        select(BalanceRow.amount)
-        .where(BalanceRow.account == settlement, BalanceRow.currency == currency)
-        .with_for_update()
-    )
-    txn = withdrawal_txn(merchant_id, withdrawal_id)
-    if await ledger.posted(session, txn):
-        return False  # the same withdrawal reported again: already on the books
-    available = (await merchant_balance(session, merchant_id, currency)).available
-    if amount > available:
-        raise Insufficient(available)
-    await ledger.post(
-        session,
-        txn,
-        {settlement: -amount, ledger.clearing("withdrawals"): amount},
-        currency=currency,
-        now=now,
-        memo=f"merchant {merchant_id} withdrew",
-    )
-    await audit.append(
-        session,
-        event_key=txn,
-        actor="platform",
-        action="merchant.withdrawn",
-        subject=f"merchant:{merchant_id}",
-        payload={"amount": amount, "currency": currency},
-        at=now,
-    )
-    return True
 
 
 async def total_held(session: AsyncSession) -> dict[str, int]:
@@ -282,29 +182,30 @@ def _remaining(row: BalanceHoldRow) -> Remaining:
     return Remaining(amount=row.amount, spent=row.spent, released=row.released)
 
 
-async def _move(
+async def _shift(
     session: AsyncSession,
-    txn_id: str,
-    merchant_id: str,
-    currency: str,
+    row: BalanceHoldRow,
     amount: int,
-    refund_id: str,
+    txn_id: str,
     now: datetime,
-    memo: str,
+    why: str,
 ) -> None:
-    """Settlement → held (`amount` > 0) or back (< 0)."""
+    """Settlement → held (`amount` > 0: the hold grows) or back (< 0: released)."""
+    merchant = row.merchant_id
     await ledger.post(
         session,
         txn_id,
-        {
-            ledger.merchant_settlement(merchant_id): -amount,
-            ledger.merchant_held(merchant_id): amount,
-        },
-        currency=currency,
+        {ledger.merchant_settlement(merchant): -amount, ledger.merchant_held(merchant): amount},
+        currency=row.currency,
         now=now,
-        refund_id=refund_id,
-        memo=memo,
+        refund_id=row.refund_id,
+        memo=f"balance hold: {why}",
     )
+    if amount > 0:
+        row.amount += amount
+    else:
+        row.released -= amount
+    row.updated_at = now
 
 
 async def _paid_from_balance(session: AsyncSession, order_id: str) -> int:

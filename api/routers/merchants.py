@@ -9,19 +9,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from api import withdrawals
 from api.deps import Platform, ReadSessionDep, SessionDep
 from api.openapi import problem_responses
-from api.problems import Problem, field_error
-from domain.model import Currency, Identifier, Model, PositiveAmount, utcnow
+from api.problems import Problem
+from api.withdrawals import Withdrawal
+from domain.model import Currency, Identifier
 from store import holds, ledger
 
 router = APIRouter(prefix="/v1/merchants", tags=["merchants"])
-
-
-class MerchantWithdrawal(Model):
-    withdrawal_id: Identifier  # the platform's id: the same withdrawal repeated is one
-    amount: PositiveAmount
-    currency: Currency = "CNY"
 
 
 class MerchantBalance(BaseModel):
@@ -49,30 +45,23 @@ async def balance(
     responses=problem_responses(409),
 )
 async def withdraw(
-    merchant_id: Identifier, body: MerchantWithdrawal, session: SessionDep, _: Platform
+    merchant_id: Identifier, body: Withdrawal, session: SessionDep, _: Platform
 ) -> MerchantBalance:
-    txn = holds.withdrawal_txn(merchant_id, body.withdrawal_id)
-    if len(txn) > ledger.TXN_ID_MAX:  # both ids name the ledger transaction, which must fit
-        room = ledger.TXN_ID_MAX - len(txn) + len(body.withdrawal_id)
-        raise field_error("withdrawal_id", f"at most {room} characters for this merchant id")
-    async with session.begin():
-        try:
-            await holds.withdraw(
-                session,
-                merchant_id=merchant_id,
-                withdrawal_id=body.withdrawal_id,
-                amount=body.amount,
-                currency=body.currency,
-                now=utcnow(),
-            )
-        except holds.Insufficient as short:
-            raise Problem(
-                409,
-                "insufficient-available",
-                "More than the merchant has available",
-                f"amount: only {short.available} is available (held money is not)",
-                errors=[{"field": "amount", "message": f"at most {short.available}"}],
-                available=short.available,
-            ) from None
-        found = await holds.merchant_balance(session, merchant_id, body.currency)
-    return MerchantBalance.model_validate(found, from_attributes=True)
+    await withdrawals.withdraw(
+        session,
+        body,
+        kind="merchant-withdrawal",
+        owner=merchant_id,
+        who="merchant",
+        account=ledger.merchant_settlement(merchant_id),  # held money is in another account
+        action="merchant.withdrawn",
+        refused=lambda available: Problem(
+            409,
+            "insufficient-available",
+            "More than the merchant has available",
+            f"amount: only {available} is available (held money is not)",
+            errors=[{"field": "amount", "message": f"at most {available}"}],
+            available=available,
+        ),
+    )
+    return await balance(merchant_id, session, _, currency=body.currency)

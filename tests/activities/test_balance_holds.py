@@ -19,7 +19,7 @@ from domain.refund import RefundBody, ReviewView, TimelineEntry
 from domain.types import PaymentChannel, RefundStatus
 from peers.balance import BalanceGateway
 from peers.payouts import Gateways
-from store import holds, ledger
+from store import holds, ledger, withdrawals
 from store import refunds as refund_rows
 from store.hold_rows import BalanceHoldRow
 from store.models import LedgerEntryRow
@@ -223,13 +223,15 @@ async def test_a_withdrawal_takes_only_what_is_available_and_once(scratch: Scrat
     assert (before.settlement, before.held, before.available) == (settled, 9000, 0)
 
     async with scratch.sessions.begin() as session:
-        with pytest.raises(holds.Insufficient) as refused:
-            await holds.withdraw(
+        with pytest.raises(withdrawals.Insufficient) as refused:
+            await withdrawals.withdraw(
                 session,
-                merchant_id=order.merchant_id,
-                withdrawal_id="W-1",
+                account=ledger.merchant_settlement(order.merchant_id),
+                txn=withdrawals.txn_id("merchant-withdrawal", order.merchant_id, "W-1"),
                 amount=1,
                 currency="CNY",
+                subject=f"merchant:{order.merchant_id}",
+                action="merchant.withdrawn",
                 now=utcnow(),
             )
     assert refused.value.available == 0

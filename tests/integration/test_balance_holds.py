@@ -60,6 +60,11 @@ async def entries(system: System, txn_id: str) -> dict[str, int]:
         return {account: amount for account, amount in rows.all()}
 
 
+async def buyer_balance(system: System, order: dict[str, Any]) -> int:
+    async with _session(system) as session:
+        return await ledger.balance(session, ledger.buyer_balance(order["buyer_id"]))
+
+
 async def in_review(system: System, order: dict[str, Any]) -> str:
     refund_id = await system.refund_id(order, reason="changed_mind")
     await system.wait_status(refund_id, "pending_review")
@@ -87,8 +92,7 @@ async def test_an_automatic_balance_refund_spends_its_hold_and_debits_the_mercha
     }
     assert await entries(system, f"refund:{refund_id}:release") == {}
     assert figures(await merchant_balance(system, merchant)) == (0, 0, 0)
-    async with _session(system) as session:
-        assert await ledger.balance(session, ledger.buyer_balance(order["buyer_id"])) == 5000
+    assert await buyer_balance(system, order) == 5000
 
 
 async def test_a_rejected_refund_releases_its_hold_and_an_appeal_holds_it_again(
@@ -118,8 +122,7 @@ async def test_a_rejected_refund_releases_its_hold_and_an_appeal_holds_it_again(
     await system.post(f"/v1/refunds/{refund_id}/approve", {"reviewer": "carol"}, role="reviewer")
     await system.wait_status(refund_id, "refunded")
     assert figures(await merchant_balance(system, merchant)) == (0, 0, 0)
-    async with _session(system) as session:
-        assert await ledger.balance(session, ledger.buyer_balance(order["buyer_id"])) == 19900
+    assert await buyer_balance(system, order) == 19900
 
 
 async def test_held_money_cannot_be_withdrawn_even_by_two_withdrawals_at_once(
