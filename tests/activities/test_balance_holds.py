@@ -204,8 +204,12 @@ async def test_an_approval_for_less_spends_part_and_releases_the_rest(
 async def test_only_the_balance_part_of_a_mixed_payment_is_held(scratch: Scratch) -> None:
     order = await stored_order(scratch, mixed(an_order(), from_balance=1500))
     settled, _ = await books(scratch, order)
+    async with scratch.reads() as session:
+        before = (await holds.total_held(session)).get("CNY", 0)
     await stored_refund(scratch, order)
     assert await books(scratch, order) == (settled - 1500, 1500)
+    async with scratch.reads() as session:  # what the gauge shows
+        assert (await holds.total_held(session))["CNY"] == before + 1500
 
 
 async def test_gateway_paid_orders_hold_nothing(scratch: Scratch) -> None:

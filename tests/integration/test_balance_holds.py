@@ -137,7 +137,9 @@ async def test_held_money_cannot_be_withdrawn_even_by_two_withdrawals_at_once(
     too_much = await system.post(
         f"/v1/merchants/{merchant}/withdrawals", {"withdrawal_id": "W-1", "amount": 6001}
     )
-    assert problem(too_much, 409)["errors"] == [{"field": "amount", "message": "at most 6000"}]
+    refused = problem(too_much, 409)
+    assert refused["errors"] == [{"field": "amount", "message": "at most 6000"}]
+    assert refused["available"] == 6000
 
     # Two withdrawals of 4000 at the same instant: one is paid, the other finds 2000 left.
     answers = await asyncio.gather(
