@@ -38,7 +38,7 @@ from peers.payouts import (
     RescuesAbnormalRefunds,
     UnknownChannel,
 )
-from store import audit, ledger
+from store import audit, holds, ledger
 from store.db import SessionFactory
 from store.models import PayoutRow
 from store.refunds import payout_view
@@ -255,18 +255,22 @@ class Payouts:
         if state is PayoutState.SUCCEEDED:
             # The merchant funds the refund; the money leaves through the channel's clearing
             # account, or lands in the buyer's wallet.
+            # A balance payout takes the money its refund held first (`store.holds`).
             to = (
                 ledger.buyer_balance(row.buyer_id)
                 if gateway.instant
                 else ledger.clearing(row.channel)
             )
-            await ledger.post(
+            await holds.post_payout(
                 session,
-                f"refund:{row.refund_id}:payout:{row.attempt}",
-                {ledger.merchant_settlement(row.merchant_id): -row.amount, to: row.amount},
-                currency=row.currency,
-                now=now,
+                txn_id=f"refund:{row.refund_id}:payout:{row.attempt}",
                 refund_id=row.refund_id,
+                merchant_id=row.merchant_id,
+                to=to,
+                amount=row.amount,
+                currency=row.currency,
+                from_hold=gateway.instant,
+                now=now,
                 memo=f"refund paid via {row.channel}",
             )
         if state is previous or state in (PayoutState.PROCESSING, PayoutState.PENDING):

@@ -16,7 +16,7 @@ from activities.risk import assess_refund
 from domain.model import utcnow
 from domain.policy import Policy
 from domain.types import RefundStatus
-from store import audit, commissions, orders, outbox, progress, supplier_claims
+from store import audit, commissions, holds, orders, outbox, progress, supplier_claims
 from store import refunds as refund_rows
 from store.db import SessionFactory
 from workflows.messages import (
@@ -143,6 +143,10 @@ class RefundRecords:
                 type="UnknownRefund",
                 non_retryable=True,
             ) from None
+        if status_changed:
+            await holds.follow_status(
+                session, refund_id=report.refund_id, status=body.status, now=now
+            )
         await progress.add_timeline(
             session, report.refund_id, report.new_entries, first_seq=report.first_entry
         )

@@ -26,6 +26,11 @@ def merchant_settlement(merchant_id: str) -> str:
     return f"merchant:{merchant_id}:settlement"
 
 
+def merchant_held(merchant_id: str) -> str:
+    """Settlement set aside while refunds that may pay it back are decided (`store.holds`)."""
+    return f"merchant:{merchant_id}:held"
+
+
 # The longest transaction id the ledger stores (the column's length).
 _txn_id_type = LedgerEntryRow.__table__.c.txn_id.type
 assert isinstance(_txn_id_type, String) and _txn_id_type.length is not None

@@ -438,7 +438,8 @@ class ConsoleSessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
 
 
-# Incidents', pre-checks' and supplier claims' tables live in modules of their own; imported
-# here so that `Base.metadata` (Alembic, the schema test) knows every table.
+# Incidents', pre-checks', supplier claims' and balance holds' tables live in modules of
+# their own; imported here so that `Base.metadata` (Alembic, the schema test) knows every table.
 import store.claim_rows  # noqa: E402
+import store.hold_rows  # noqa: E402
 import store.incident_rows  # noqa: E402, F401

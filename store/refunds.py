@@ -35,7 +35,7 @@ from domain.types import (
     RefundStatus,
     RiskLevel,
 )
-from store import outbox
+from store import holds, outbox
 from store.models import (
     IdempotencyKeyRow,
     PayoutRow,
@@ -167,6 +167,8 @@ async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
         TimelineRow(refund_id=new.refund_id, seq=1, stage="submitted", at=new.now, detail="")
     )
     await session.flush()
+    # The money it may pay back to balance is set aside now, before the merchant can spend it.
+    await holds.hold(session, refund_id=new.refund_id, order=new.order, asked=amount, now=new.now)
     await outbox.tell_buyer_elsewhere(
         session,
         buyer_id=req.buyer_id,

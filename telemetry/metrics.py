@@ -116,6 +116,11 @@ SUPPLIER_CLAIMS = Gauge(
     "recovered, written_off)",
     ["state"],
 )
+BALANCE_HELD = Gauge(
+    "kami_balance_held",
+    "Merchants' settlement held for open refunds of balance-paid orders, in minor units",
+    ["currency"],
+)
 FIGURES_READ_AT = Gauge(
     "kami_db_figures_timestamp_seconds", "When the database figures were last read", ["figures"]
 )

@@ -1,8 +1,9 @@
 """The worker's gauges from the database: open refunds by status, the review backlog and
 its oldest deadline, reviews past their deadline, stuck refunds by kind, undelivered
-webhooks, claims against suppliers by state, and the ledger's imbalance (which must be 0). Read every METRICS_DB_SECONDS (the
-ledger every METRICS_LEDGER_SECONDS) through the read-only sessions, so they never wait for
-a writer. Several workers read the same figures: aggregate them with max."""
+webhooks, claims against suppliers by state, the settlement balance holds keep, and the
+ledger's imbalance (which must be 0). Read every METRICS_DB_SECONDS (the ledger every
+METRICS_LEDGER_SECONDS) through the read-only sessions, so they never wait for a writer.
+Several workers read the same figures: aggregate them with max."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import logging
 import time
 
 from domain.model import utcnow
-from store import figures, ledger, supplier_claims
+from store import figures, holds, ledger, supplier_claims
 from store.db import SessionFactory
 from store.figures import StageLimits
 from telemetry.metrics import (
+    BALANCE_HELD,
     FIGURES_READ_AT,
     LEDGER_IMBALANCE,
     OPEN_REFUNDS,
@@ -38,6 +40,7 @@ async def read_figures(reads: SessionFactory, limits: StageLimits) -> None:
         stuck = await figures.stuck_counts(session, now=now, limits=limits)
         hooks = await figures.webhooks(session)
         claims = await supplier_claims.count_by_state(session)
+        held = await holds.total_held(session)
     for status, count in open_now.items():
         OPEN_REFUNDS.labels(status.value).set(count)
     REVIEW_BACKLOG.set(review.backlog)
@@ -50,6 +53,8 @@ async def read_figures(reads: SessionFactory, limits: StageLimits) -> None:
     WEBHOOK_OLDEST_UNDELIVERED.set(max(age, 0.0))
     for state, count in claims.items():
         SUPPLIER_CLAIMS.labels(state.value).set(count)
+    for currency, amount in (held or {"CNY": 0}).items():
+        BALANCE_HELD.labels(currency).set(amount)
     FIGURES_READ_AT.labels("refunds").set(time.time())
 
 

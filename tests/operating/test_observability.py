@@ -193,6 +193,7 @@ async def test_metrics_of_the_worker_and_the_api(observed: Observed) -> None:
     assert _sample(text, "kami_refunds_open", status="pending_review") is not None
     assert _sample(text, "kami_refunds_stuck", kind="refunding_too_long") is not None
     assert _sample(text, "kami_ledger_imbalance", currency="CNY") == 0
+    assert _sample(text, "kami_balance_held", currency="CNY") is not None
     assert _sample(text, "kami_webhooks_undelivered") is not None
     assert (_sample(text, "kami_webhook_delivery_lag_seconds_count") or 0) >= 1
     # The Temporal SDK's runtime metrics come with them.
