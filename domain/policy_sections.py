@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from domain.model import MAX_AMOUNT, Identifier
-from domain.types import Destination, ProductType, RefundReason, RiskLevel
+from domain.types import Destination, ProductType, RefundReason, ReplacementMode, RiskLevel
 
 Fen = Annotated[int, Field(ge=0, le=MAX_AMOUNT, strict=True)]
 Count = Annotated[int, Field(ge=0, le=1_000_000, strict=True)]
@@ -116,6 +116,9 @@ class ProductRules(PolicyPart):
     auto_approve_max_amount: Fen | None = None
     # Whether refunds of this product may take the fast lane (small amounts to balance).
     fast_lane: bool = True
+    # A key reported invalid: replace it (补发) instead of refunding — never, when the buyer
+    # asks, or unless the buyer asks for money (`domain.replacement`).
+    replacement: ReplacementMode = ReplacementMode.OFF
 
 
 class WindowsOverride(PolicyOverride):
@@ -142,6 +145,7 @@ class ProductRulesOverride(PolicyOverride):
     usage: UsageLimitsOverride | None = None
     auto_approve_max_amount: Fen | None = None
     fast_lane: bool | None = None
+    replacement: ReplacementMode | None = None
 
 
 class ProductTypes(PolicyPart):

@@ -34,6 +34,7 @@ from domain.types import (
     ProductType,
     RefundReason,
     RefundStatus,
+    Remedy,
     RiskLevel,
     TopupStatus,
 )
@@ -188,6 +189,9 @@ class RefundRow(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     # The incident that started this refund (the shop's own initiative), if one did.
     incident_id: Mapped[str | None] = mapped_column(ID, index=True)
+    # For an invalid key: money or a fresh key, as the buyer chose when asking (None: the
+    # policy's default). The workflow's start argument is built from this row.
+    remedy: Mapped[Remedy | None] = mapped_column(Words(Remedy, 16))
 
     # The body's parts, read only together with the refunds they belong to
     # (`store.refunds.WITH_PARTS`: one query per part for any number of refunds). Touching
@@ -438,6 +442,7 @@ class ConsoleSessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
 
 
-# Incidents' and pre-checks' tables live in their own module; imported here so that
+# Incidents', pre-checks' and replacements' tables live in their own module; imported here so that
 # `Base.metadata` (Alembic, the schema test) knows every table.
-import store.incident_rows  # noqa: E402, F401
+import store.incident_rows  # noqa: E402
+import store.replacement_rows  # noqa: E402, F401

@@ -137,6 +137,7 @@ async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
         created_at=new.now,
         updated_at=new.now,
         incident_id=new.incident_id,
+        remedy=req.remedy,
     )
     session.add(row)
     await session.flush()
@@ -285,6 +286,7 @@ def body_of(row: RefundRow) -> RefundBody:
         ],
         evidence=[Evidence.model_validate(e) for e in row.evidence or []],
         timeline=[TimelineEntry(stage=t.stage, at=t.at, detail=t.detail) for t in row.timeline],
+        remedy=row.remedy,
         workflow_id=row.workflow_id,
         created_at=row.created_at,
         updated_at=row.updated_at,
