@@ -192,6 +192,12 @@ class RefundRow(Base):
     # For an invalid key: money or a fresh key, as the buyer chose when asking (None: the
     # policy's default). The workflow's start argument is built from this row.
     remedy: Mapped[Remedy | None] = mapped_column(Words(Remedy, 16))
+    # Whether a fresh key may be had instead (the product's policy), and the one delivered
+    # when the refund ended `replaced` (`ReplacementView`; `card_key_replacements` indexes it).
+    replacement_offered: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    replacement: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     # The body's parts, read only together with the refunds they belong to
     # (`store.refunds.WITH_PARTS`: one query per part for any number of refunds). Touching

@@ -20,6 +20,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("refunds", sa.Column("remedy", sa.String(16), nullable=True))
+    op.add_column(
+        "refunds",
+        sa.Column("replacement_offered", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column("refunds", sa.Column("replacement", sa.JSON(), nullable=True))
     op.create_table(
         "card_key_replacements",
         sa.Column(
@@ -49,4 +54,6 @@ def downgrade() -> None:
     op.drop_index("ix_card_key_replacements_order_id", table_name="card_key_replacements")
     op.drop_table("card_key_replacements")
     with op.batch_alter_table("refunds") as batch:
+        batch.drop_column("replacement")
+        batch.drop_column("replacement_offered")
         batch.drop_column("remedy")

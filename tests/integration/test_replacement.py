@@ -4,11 +4,13 @@ own, so the stock one test sets is nobody else's."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
-from tests.system import System, card_key_order, unique
+from tests.integration.test_pages import _csrf, buyer_link
+from tests.system import System, card_key_order, course_order, unique
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +199,61 @@ async def test_a_replacement_for_another_reason_is_bad_input(system: System) -> 
     r = await system.refund(order, reason="invalid_key", remedy="gift")
     assert r.status_code == 422
     assert any("remedy" in e["field"] for e in r.json()["errors"])
+
+
+async def test_the_buyer_takes_a_replacement_on_the_progress_page_while_a_person_reviews(
+    system: System,
+) -> None:
+    """A revealed key goes to a person; the buyer meanwhile asks for a fresh key on the page,
+    and the approval delivers one instead of the money."""
+    order = card_key_order()
+    order["items"][0]["sku"] = unique("sku")
+    order["items"][0]["usage"]["key_revealed"] = True
+    await system.record(order)
+    await _set_stock(system, order["items"][0]["sku"], 1)
+    refund_id = await system.refund_id(order, reason="invalid_key")
+    waiting = await system.wait_status(refund_id, "pending_review")
+    assert waiting["replacement_offered"] is True and waiting["remedy"] is None
+
+    link = await buyer_link(system, refund_id)
+    page = await system.http.get(system.url(link))
+    assert "换一张新卡密" in page.text and 'id="choose-replacement"' in page.text
+    t = link.split("t=", 1)[1]
+    chosen = await system.http.post(
+        system.url(f"/r/{refund_id}/remedy"),
+        data={"t": t, "csrf": _csrf(page.text), "remedy": "replacement"},
+    )
+    assert chosen.status_code == 303, chosen.text
+    for _ in range(100):
+        if (await system.body(refund_id))["remedy"] == "replacement":
+            break
+        await asyncio.sleep(0.1)
+    again = await system.http.get(system.url(link))
+    assert 'id="choose-refund"' in again.text and "已选择补发" in again.text
+
+    r = await system.post(f"/v1/refunds/{refund_id}/approve", {"reviewer": "alice"}, "reviewer")
+    assert r.status_code in (200, 202), r.text
+    body = await system.wait_status(refund_id, "replaced", "refunded")
+
+    assert body["status"] == "replaced", body["timeline"]
+    await _assert_replaced_once(system, order, body)
+    done = await system.http.get(system.url(link))
+    assert "新卡密已补发" in done.text and 'id="choose-replacement"' not in done.text
+
+
+async def test_a_replacement_is_refused_where_none_is_offered(system: System) -> None:
+    order = await system.record(course_order(progress=20, minutes_ago=120))
+    refund_id = await system.refund_id(order, reason="changed_mind")
+    await system.wait_status(refund_id, "pending_review")
+
+    r = await system.post(
+        f"/v1/refunds/{refund_id}/remedy",
+        {"buyer_id": order["buyer_id"], "remedy": "replacement"},
+    )
+
+    assert r.status_code == 409, r.text
+    assert r.json()["type"].endswith("replacement-not-offered")
+    r = await system.post(
+        f"/v1/refunds/{refund_id}/remedy", {"buyer_id": "someone-else", "remedy": "refund"}
+    )
+    assert r.status_code == 403
