@@ -257,3 +257,13 @@ async def test_a_replacement_is_refused_where_none_is_offered(system: System) ->
         f"/v1/refunds/{refund_id}/remedy", {"buyer_id": "someone-else", "remedy": "refund"}
     )
     assert r.status_code == 403
+
+
+async def wait_until_reserved(system: System, order: dict[str, Any], within: float = 30) -> None:
+    """Until the supplier lists a reservation for the order's SKU (the call may still hang)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        if (await _stock(system, order))["reservations"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no reservation was made")
