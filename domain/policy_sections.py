@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -109,6 +110,14 @@ class UsageLimits(PolicyPart):
     key_revealed_blocks: bool = True
 
 
+def _replacement_word(value: Any) -> Any:
+    """YAML reads a bare `off` as false: that is the word `off` here, not a type error."""
+    return ReplacementMode.OFF if value is False else value
+
+
+ReplacementWord = Annotated[ReplacementMode, BeforeValidator(_replacement_word)]
+
+
 class ProductRules(PolicyPart):
     windows: Windows
     usage: UsageLimits = Field(default_factory=UsageLimits)
@@ -118,7 +127,7 @@ class ProductRules(PolicyPart):
     fast_lane: bool = True
     # A key reported invalid: replace it (补发) instead of refunding — never, when the buyer
     # asks, or unless the buyer asks for money (`domain.replacement`).
-    replacement: ReplacementMode = ReplacementMode.OFF
+    replacement: ReplacementWord = ReplacementMode.OFF
 
 
 class WindowsOverride(PolicyOverride):
@@ -145,7 +154,7 @@ class ProductRulesOverride(PolicyOverride):
     usage: UsageLimitsOverride | None = None
     auto_approve_max_amount: Fen | None = None
     fast_lane: bool | None = None
-    replacement: ReplacementMode | None = None
+    replacement: ReplacementWord | None = None
 
 
 class ProductTypes(PolicyPart):
