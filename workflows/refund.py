@@ -180,12 +180,7 @@ class RefundWorkflow(RefundRequests):
         self.replaced_keys = list(opened.replaced_keys)
         # Shown to the buyer's page and the platform: whether a fresh key may be had instead.
         self.view.remedy = self.remedy
-        self.view.replacement_offered = self.inp.reason is RefundReason.INVALID_KEY and (
-            replacement_mode(
-                opened.order, self.inp.items, opened.policy, replaced_keys=self.replaced_keys
-            )
-            is not ReplacementMode.OFF
-        )
+        self.view.replacement_offered = self._replacement_mode() is not ReplacementMode.OFF
         self.view.items = priced_items(opened.order, self.inp.items)
         await self._commissions(CommissionAction.FREEZE)  # made when the refund first rests
         self.progress.set_status(RefundStatus.CHECKING, "checking_card_key", "asking the supplier")
@@ -361,14 +356,23 @@ class RefundWorkflow(RefundRequests):
         """A fresh key instead of the money: the product allows it and the buyer chose it (or
         did not choose money where it is the default). Refunds recorded before replacements
         existed never ask, so their histories replay unchanged."""
-        if self.order is None or self.policy is None:
-            return False
-        mode = replacement_mode(
-            self.order, self.inp.items, self.policy, replaced_keys=self.replaced_keys
-        )
-        if not wants_replacement(self.inp.reason, mode, self.remedy):
+        if not wants_replacement(self.inp.reason, self._replacement_mode(), self.remedy):
             return False
         return workflow.patched(replacement.REPLACEMENT)
+
+    def _replacement_mode(self) -> ReplacementMode:
+        """What the policy allows this refund: a buyer's invalid key only, never a refund an
+        incident started (the shop's own decision to pay back)."""
+        if (
+            self.order is None
+            or self.policy is None
+            or self.inp.incident is not None
+            or self.inp.reason is not RefundReason.INVALID_KEY
+        ):
+            return ReplacementMode.OFF
+        return replacement_mode(
+            self.order, self.inp.items, self.policy, replaced_keys=self.replaced_keys
+        )
 
     async def _replace(self) -> Next | None:
         """The old key is void: hand over a fresh one. Not possible (no stock, the supplier
