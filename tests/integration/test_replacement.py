@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from domain.buyer_messages import BuyerStage
+from tests.integration.test_buyer_messages import check_words, contacts, settled
 from tests.integration.test_pages import _csrf, buyer_link
 from tests.system import System, card_key_order, course_order, unique
 
@@ -267,3 +269,27 @@ async def wait_until_reserved(system: System, order: dict[str, Any], within: flo
             return
         await asyncio.sleep(0.05)
     raise AssertionError("no reservation was made")
+
+
+async def test_the_platform_and_the_buyer_hear_of_the_replacement(system: System) -> None:
+    order = card_key_order()
+    order["items"][0]["sku"] = unique("sku")
+    order["buyer_contact"] = contacts("en")
+    await system.record(order)
+    await _set_stock(system, order["items"][0]["sku"], 1)
+    refund_id = await system.refund_id(order, reason="invalid_key", remedy="replacement")
+    refund = await system.wait_status(refund_id, "replaced", "refunded")
+    assert refund["status"] == "replaced"
+
+    for _ in range(100):
+        hooks = await system.webhooks(refund_id)
+        if any(h["body"]["status"] == "replaced" for h in hooks):
+            break
+        await asyncio.sleep(0.1)
+    [hook] = [h for h in hooks if h["body"]["status"] == "replaced"]
+    assert hook["body"]["replacement"] == refund["replacement"]
+
+    await settled(system, refund_id, 4)
+    await check_words(
+        system, order, refund, [BuyerStage.SUBMITTED, BuyerStage.REPLACEMENT_DELIVERED]
+    )
