@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as StepTimeout
 
 from domain.refund import ReplacementView
 from workflows import steps
@@ -38,6 +39,9 @@ __all__ = ["REPLACEMENT", "Attempt", "replace_key"]
 
 # The patch that introduced replacements: refunds recorded before it never reach this code.
 REPLACEMENT = "replacement-v1"
+# How a failed local activity reaches the workflow: an ActivityError, or — a failure the
+# retry policy calls final (`SupplierRejected`), or a timeout — the cause itself.
+STEP_FAILED = (ActivityError, ApplicationError, StepTimeout)
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ async def replace_key(req: ReplacementRequest) -> Attempt:
             schedule_to_close_timeout=SUPPLIER_LOCK_BUDGET,
             retry_policy=SUPPLIER_LOCK_RETRY,
         )
-    except ActivityError:
+    except STEP_FAILED:
         return Attempt(
             None,
             "replacement_unconfirmed",
@@ -110,7 +114,7 @@ async def _reserve(req: ReplacementRequest) -> ReservationAnswer:
             schedule_to_close_timeout=REPLACEMENT_RESERVE_BUDGET,
             retry_policy=REPLACEMENT_RESERVE_RETRY,
         )
-    except ActivityError:
+    except STEP_FAILED:
         pass
     try:
         return await workflow.execute_local_activity(
@@ -119,7 +123,7 @@ async def _reserve(req: ReplacementRequest) -> ReservationAnswer:
             start_to_close_timeout=SUPPLIER_QUERY_TIMEOUT,
             retry_policy=SUPPLIER_QUERY_RETRY,
         )
-    except ActivityError:
+    except STEP_FAILED:
         # Neither made nor found: nothing can be handed over without a confirmation, which
         # only a reservation we know of gets.
         return ReservationAnswer(state="unknown")
