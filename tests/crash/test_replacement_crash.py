@@ -15,26 +15,14 @@ import pytest
 
 from activities.crashpoints import CRASH_EXIT_CODE
 from tests.crash.rig import CRASH_RECOVERY_SECONDS, CrashSystem
-from tests.integration.test_replacement import wait_until_reserved
-from tests.system import System, card_key_order, unique
+from tests.integration.test_replacement import order_in_stock, wait_until_reserved
 
 pytestmark = pytest.mark.integration
 
 
-async def _order_in_stock(s: System) -> dict[str, Any]:
-    order = card_key_order(channel="alipay")
-    order["items"][0]["sku"] = unique("sku")
-    await s.record(order)
-    r = await s.http.put(
-        f"{s.sandboxes.supplier}/sandbox/stock/{order['items'][0]['sku']}", json={"available": 2}
-    )
-    r.raise_for_status()
-    return order
-
-
 async def test_worker_dies_after_the_supplier_handed_the_key_over(crash: CrashSystem) -> None:
     s = crash.system
-    order = await _order_in_stock(s)
+    order = await order_in_stock(s, 2)
     crash.arm("replacement.after_confirm")
 
     refund_id = await s.refund_id(order, reason="invalid_key", remedy="replacement")
@@ -52,7 +40,7 @@ async def test_worker_dies_after_the_supplier_handed_the_key_over(crash: CrashSy
 
 async def test_sigkill_while_the_reservation_call_hangs(crash: CrashSystem) -> None:
     s = crash.system
-    order = await _order_in_stock(s)
+    order = await order_in_stock(s, 2)
     r = await s.http.post(
         f"{s.sandboxes.supplier}/sandbox/reservations/faults", json={"mode": "timeout"}
     )

@@ -17,7 +17,7 @@ from tests.system import System, card_key_order, course_order, unique
 pytestmark = pytest.mark.integration
 
 
-async def _order_in_stock(system: System, stock: int, *, channel: str = "alipay") -> dict[str, Any]:
+async def order_in_stock(system: System, stock: int, *, channel: str = "alipay") -> dict[str, Any]:
     order = card_key_order(channel=channel)
     order["items"][0]["sku"] = unique("sku")
     await system.record(order)
@@ -79,7 +79,7 @@ async def _assert_replaced_once(
 async def test_a_buyer_who_asks_for_a_replacement_gets_a_fresh_key_and_no_money(
     system: System,
 ) -> None:
-    order = await _order_in_stock(system, 2)
+    order = await order_in_stock(system, 2)
     refund_id = await system.refund_id(order, reason="invalid_key", remedy="replacement")
 
     body = await system.wait_status(refund_id, "replaced", "refunded")
@@ -96,7 +96,7 @@ async def test_a_buyer_who_asks_for_a_replacement_gets_a_fresh_key_and_no_money(
 
 
 async def test_no_stock_refunds_as_before(system: System) -> None:
-    order = await _order_in_stock(system, 0)
+    order = await order_in_stock(system, 0)
     refund_id = await system.refund_id(order, reason="invalid_key", remedy="replacement")
 
     body = await system.wait_status(refund_id, "refunded", "replaced")
@@ -112,7 +112,7 @@ async def test_no_stock_refunds_as_before(system: System) -> None:
 
 async def test_out_of_stock_mid_reservation_refunds(system: System) -> None:
     """The supplier had stock when we looked, and none when we reserved."""
-    order = await _order_in_stock(system, 1)
+    order = await order_in_stock(system, 1)
     await _arm_reservation_fault(system, "out_of_stock")
     refund_id = await system.refund_id(order, reason="invalid_key", remedy="replacement")
 
@@ -129,7 +129,7 @@ async def test_a_reservation_that_timed_out_or_failed_is_made_once(
     """A timeout reserved the key but lost the answer: the retry finds that reservation by
     its idempotency key instead of taking a second key (or reading "out of stock" for the
     key it took itself: the stock is exactly one)."""
-    order = await _order_in_stock(system, 1)
+    order = await order_in_stock(system, 1)
     await _arm_reservation_fault(system, fault)
     refund_id = await system.refund_id(order, reason="invalid_key", remedy="replacement")
 
@@ -143,7 +143,7 @@ async def test_a_reservation_that_timed_out_or_failed_is_made_once(
 
 
 async def test_a_buyer_who_asks_for_money_gets_money(system: System) -> None:
-    order = await _order_in_stock(system, 3)
+    order = await order_in_stock(system, 3)
     refund_id = await system.refund_id(order, reason="invalid_key", remedy="refund")
 
     body = await system.wait_status(refund_id, "refunded", "replaced")
@@ -154,7 +154,7 @@ async def test_a_buyer_who_asks_for_money_gets_money(system: System) -> None:
 
 async def test_without_a_choice_the_policy_default_offer_means_money(system: System) -> None:
     """The shipped policy offers replacements for card keys: the buyer must ask for one."""
-    order = await _order_in_stock(system, 3)
+    order = await order_in_stock(system, 3)
     refund_id = await system.refund_id(order, reason="invalid_key")
 
     body = await system.wait_status(refund_id, "refunded", "replaced")
@@ -164,7 +164,7 @@ async def test_without_a_choice_the_policy_default_offer_means_money(system: Sys
 
 
 async def test_a_replacement_reported_invalid_again_goes_to_a_person(system: System) -> None:
-    order = await _order_in_stock(system, 2)
+    order = await order_in_stock(system, 2)
     first = await system.refund_id(order, reason="invalid_key", remedy="replacement")
     replaced = await system.wait_status(first, "replaced", "refunded")
     assert replaced["status"] == "replaced"
@@ -184,7 +184,7 @@ async def test_a_replacement_reported_invalid_again_goes_to_a_person(system: Sys
 
 
 async def test_the_pre_check_says_a_replacement_is_offered(system: System) -> None:
-    order = await _order_in_stock(system, 1)
+    order = await order_in_stock(system, 1)
     body = {"order_id": order["order_id"], "buyer_id": order["buyer_id"]}
     r = await system.post("/v1/refunds/precheck", {**body, "reason": "invalid_key"})
     assert r.status_code == 200, r.text
@@ -194,7 +194,7 @@ async def test_the_pre_check_says_a_replacement_is_offered(system: System) -> No
 
 
 async def test_a_replacement_for_another_reason_is_bad_input(system: System) -> None:
-    order = await _order_in_stock(system, 1)
+    order = await order_in_stock(system, 1)
     r = await system.refund(order, reason="changed_mind", remedy="replacement")
     assert r.status_code == 422, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
