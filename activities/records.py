@@ -16,7 +16,16 @@ from activities.risk import assess_refund
 from domain.model import utcnow
 from domain.policy import Policy
 from domain.types import RefundStatus
-from store import audit, commissions, holds, orders, outbox, progress, supplier_claims
+from store import (
+    audit,
+    commissions,
+    holds,
+    orders,
+    outbox,
+    progress,
+    replacements,
+    supplier_claims,
+)
 from store import refunds as refund_rows
 from store.db import SessionFactory
 from workflows.messages import (
@@ -67,6 +76,8 @@ class RefundRecords:
             order = await orders.load_order(session, req.order_id)
             if order is None:
                 return OpenedCase(order=None, policy=policy, policy_version=policy.version)
+            # A key replaced by an earlier refund: the item holds its replacement now.
+            order, replaced_keys = await replacements.with_replacements(session, order)
             taken = await refund_rows.refunded_quantities(
                 session, req.order_id, exclude_refund=req.refund_id
             )
@@ -95,6 +106,7 @@ class RefundRecords:
             policy=policy,
             policy_version=policy.version,
             risk=risk,
+            replaced_keys=replaced_keys,
         )
 
     @activity.defn(name="record_progress")
@@ -156,6 +168,7 @@ class RefundRecords:
             await supplier_claims.open_claims(session, body, now=now)
         if report.release_claims:
             await refund_rows.release_claims(session, report.refund_id)
+        await replacements.record_replacement(session, body, now=now)
         if report.cancel_order:
             await orders.mark_cancelled(session, body.order_id)
         for event in report.audit:

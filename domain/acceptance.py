@@ -23,11 +23,12 @@ from domain.refund import (
     RefundBody,
     RejectRequest,
     ReleaseRequest,
+    RemedyRequest,
     ResolveAction,
     ResolveRequest,
     refundable_now,
 )
-from domain.types import PayoutState, RefundStatus
+from domain.types import PayoutState, RefundStatus, Remedy
 
 __all__ = [
     "Refusal",
@@ -38,6 +39,7 @@ __all__ = [
     "may_approve",
     "may_ask_for_evidence",
     "may_cancel",
+    "may_choose_remedy",
     "may_claim",
     "may_reassign",
     "may_recheck_keys",
@@ -203,6 +205,22 @@ def may_cancel(view: RefundBody, req: CancelRequest, *, keys_voided: bool) -> Re
         return refusal
     if view.status.is_terminal or view.status.money_moving or keys_voided:
         return _not_now(view, "cancel")
+    return None
+
+
+def may_choose_remedy(view: RefundBody, req: RemedyRequest, *, keys_voided: bool) -> Refusal | None:
+    """The buyer picks money or a fresh key while the refund still waits: before money moves
+    or the old key is voided (then the choice has been acted on), and only where the
+    product's policy offers a replacement."""
+    refusal = _not_buyers(view, req.buyer_id)
+    if refusal is not None:
+        return refusal
+    if view.status.is_terminal or view.status.money_moving or keys_voided:
+        return _not_now(view, "choose the remedy of")
+    if req.remedy is Remedy.REPLACEMENT and not view.replacement_offered:
+        return Refusal(
+            "no replacement key is offered for this refund", "replacement-not-offered", "remedy"
+        )
     return None
 
 

@@ -24,6 +24,7 @@ class BuyerStage(StrEnum):
     APPROVED = "approved"  # the money is on its way, not there yet
     MONEY_ARRIVED = "money_arrived"
     REJECTED = "rejected"  # with the link to appeal
+    REPLACEMENT_DELIVERED = "replacement_delivered"  # a fresh key instead of money (补发)
 
 
 # The stored status that announces each stage. `approved` is sent when the refund rests with
@@ -36,6 +37,7 @@ STAGE_OF_STATUS: dict[RefundStatus, BuyerStage] = {
     RefundStatus.REFUNDING: BuyerStage.APPROVED,
     RefundStatus.REFUNDED: BuyerStage.MONEY_ARRIVED,
     RefundStatus.REJECTED: BuyerStage.REJECTED,
+    RefundStatus.REPLACED: BuyerStage.REPLACEMENT_DELIVERED,
 }
 
 
@@ -55,6 +57,10 @@ class Words:
 
 _ZH_MORE = "订单号：${order}\n退款单号：${refund}\n金额：${amount}\n查看进度：${link}"
 _EN_MORE = "Order: ${order}\nRefund: ${refund}\nAmount: ${amount}\nTrack it: ${link}"
+# A fresh key moves no money: no amount to show. The key itself is on the order page, never
+# in a message (nor anywhere in this service: only its id).
+_ZH_KEY_MORE = "订单号：${order}\n退款单号：${refund}\n查看进度：${link}"
+_EN_KEY_MORE = "Order: ${order}\nRefund: ${refund}\nTrack it: ${link}"
 
 TEMPLATES: dict[tuple[BuyerStage, Language], Words] = {
     (BuyerStage.SUBMITTED, Language.ZH): Words(
@@ -139,6 +145,23 @@ TEMPLATES: dict[tuple[BuyerStage, Language], Words] = {
         ),
         "Your refund request was not approved",
         _EN_MORE,
+    ),
+    (BuyerStage.REPLACEMENT_DELIVERED, Language.ZH): Words(
+        SmsTemplate(
+            "SMS_KAMI_REPLACED_ZH",
+            "您反馈无效的卡密已为您补发新卡密（单号${refund}），请在订单页查看。进度：${link}",
+        ),
+        "新卡密已补发",
+        _ZH_KEY_MORE,
+    ),
+    (BuyerStage.REPLACEMENT_DELIVERED, Language.EN): Words(
+        SmsTemplate(
+            "SMS_KAMI_REPLACED_EN",
+            "A fresh card key replaces the one that did not work (ref ${refund}); find it on "
+            "your order page. Track it: ${link}",
+        ),
+        "Your replacement card key is ready",
+        _EN_KEY_MORE,
     ),
 }
 

@@ -34,6 +34,9 @@ class DecisionCase(Model):
     # Set when the shop itself refunds the order because of an incident (`domain.incident`):
     # the shop's fault, refunded (see `domain.rules`).
     incident: IncidentMark | None = None
+    # Card keys of this order that were delivered as replacements (`domain.replacement`):
+    # reported invalid again, a person decides.
+    replaced_keys: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class IncidentOutcomes(Model):
     def in_flight(self) -> int:
         """Refunds still moving on their own (not ended, not waiting for a person)."""
         resting = {"pending_review", "needs_attention", "refunded", "rejected", "failed"}
-        resting |= {"redirected_to_support", "cancelled"}
+        resting |= {"redirected_to_support", "cancelled", "replaced"}
         return sum(n for status, n in self.by_status.items() if status not in resting)
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -23,7 +24,7 @@ from pydantic import (
 )
 
 from domain.model import MAX_AMOUNT, Identifier
-from domain.types import Destination, ProductType, RefundReason, RiskLevel
+from domain.types import Destination, ProductType, RefundReason, ReplacementMode, RiskLevel
 
 Fen = Annotated[int, Field(ge=0, le=MAX_AMOUNT, strict=True)]
 Count = Annotated[int, Field(ge=0, le=1_000_000, strict=True)]
@@ -109,6 +110,14 @@ class UsageLimits(PolicyPart):
     key_revealed_blocks: bool = True
 
 
+def _replacement_word(value: Any) -> Any:
+    """YAML reads a bare `off` as false: that is the word `off` here, not a type error."""
+    return ReplacementMode.OFF if value is False else value
+
+
+ReplacementWord = Annotated[ReplacementMode, BeforeValidator(_replacement_word)]
+
+
 class ProductRules(PolicyPart):
     windows: Windows
     usage: UsageLimits = Field(default_factory=UsageLimits)
@@ -116,6 +125,9 @@ class ProductRules(PolicyPart):
     auto_approve_max_amount: Fen | None = None
     # Whether refunds of this product may take the fast lane (small amounts to balance).
     fast_lane: bool = True
+    # A key reported invalid: replace it (补发) instead of refunding — never, when the buyer
+    # asks, or unless the buyer asks for money (`domain.replacement`).
+    replacement: ReplacementWord = ReplacementMode.OFF
 
 
 class WindowsOverride(PolicyOverride):
@@ -142,6 +154,7 @@ class ProductRulesOverride(PolicyOverride):
     usage: UsageLimitsOverride | None = None
     auto_approve_max_amount: Fen | None = None
     fast_lane: bool | None = None
+    replacement: ReplacementWord | None = None
 
 
 class ProductTypes(PolicyPart):

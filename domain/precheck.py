@@ -15,7 +15,7 @@ from domain.decision import Decision
 from domain.order import Order
 from domain.policy import Policy
 from domain.refund import RefundItemRequest
-from domain.types import Destination, Outcome, ProductType
+from domain.types import Destination, Outcome, ProductType, ReplacementMode
 
 __all__ = ["PrecheckAnswer", "PrecheckOutcome", "SelfHelpAdvice", "outcome_of", "self_help_for"]
 
@@ -77,3 +77,9 @@ class PrecheckAnswer(BaseModel):
     destination: Destination
     self_help: list[SelfHelpAdvice]
     policy_version: str
+    replacement: ReplacementMode = Field(
+        default=ReplacementMode.OFF,
+        description="for an invalid key: `offer` (a fresh key instead of money if the buyer "
+        "asks: `remedy: replacement`), `default` (a fresh key unless the buyer asks for money: "
+        "`remedy: refund`) or `off`",
+    )

@@ -28,6 +28,7 @@ from domain.types import (
     PayoutState,
     RefundReason,
     RefundStatus,
+    Remedy,
     RiskLevel,
 )
 
@@ -61,6 +62,9 @@ class RefundRequest(Model):
     items: list[RefundItemRequest] | None = Field(default=None, min_length=1, max_length=200)
     evidence: list[Evidence] = Field(default_factory=list, max_length=20)
     client: ClientInfo | None = None
+    # For an invalid key: money back, or a fresh key where the product's policy offers one
+    # (`domain.replacement`); left out, the policy's default.
+    remedy: Remedy | None = None
 
     @model_validator(mode="after")
     def _unique_items(self) -> RefundRequest:
@@ -68,6 +72,8 @@ class RefundRequest(Model):
             ids = [i.item_id for i in self.items]
             if len(set(ids)) != len(ids):
                 raise ValueError("items: each item_id at most once")
+        if self.remedy is Remedy.REPLACEMENT and self.reason is not RefundReason.INVALID_KEY:
+            raise ValueError("remedy: a replacement key is only for reason invalid_key")
         return self
 
 
@@ -77,6 +83,13 @@ class EvidenceRequest(Model):
 
 class CancelRequest(Model):
     buyer_id: Identifier
+
+
+class RemedyRequest(Model):
+    """The buyer's choice, on the progress page, between money and a fresh key."""
+
+    buyer_id: Identifier
+    remedy: Remedy
 
 
 class AppealRequest(Model):
@@ -250,6 +263,18 @@ class CommissionView(Model):
     state: CommissionState
 
 
+class ReplacementView(Model):
+    """The fresh key delivered instead of money (status `replaced`): its id and the key it
+    replaced. Like every card key here, only ids: the platform shows the secret."""
+
+    card_key_id: str
+    supplier: str
+    replaced_card_key_id: str
+    item_id: str
+    reservation_id: str
+    delivered_at: UtcDatetime
+
+
 class TimelineEntry(Model):
     stage: str
     at: UtcDatetime
@@ -287,6 +312,12 @@ class RefundBody(Model):
     commissions: list[CommissionView] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    # An invalid key: whether a fresh key may be had instead of money (the product's policy),
+    # what the buyer chose (None: the policy's default), and the fresh key once the refund
+    # ended `replaced`.
+    replacement_offered: bool = False
+    remedy: Remedy | None = None
+    replacement: ReplacementView | None = None
     workflow_id: str
     created_at: datetime
     updated_at: datetime

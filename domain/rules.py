@@ -60,6 +60,7 @@ from domain.order import Order
 from domain.policy import Policy, risk_rank
 from domain.reasons import classify
 from domain.refund import RiskAssessment
+from domain.replacement import REPLACEMENT_INVALID_RULE, replacement_reported_invalid
 from domain.requested_items import requested_lines
 from domain.review_expiry import on_review_expired
 from domain.types import (
@@ -127,6 +128,7 @@ RULES: dict[str, Outcome] = {
     "review.expired_wait": Outcome.REVIEW,
     INCIDENT_RULE: Outcome.AUTO_APPROVE,
     INCIDENT_RULE_REDEEMED: Outcome.REVIEW,
+    REPLACEMENT_INVALID_RULE: Outcome.REVIEW,
 }
 """Every rule id `decide` and `on_review_expired` can answer, with the outcome it carries."""
 
@@ -401,6 +403,7 @@ def decide(case: DecisionCase, policy: Policy) -> Decision:
         or _cancelled_paid_order(order, lines)
         or _incident(order, lines, case)
         or _duplicate_charge(order, lines, reason)
+        or replacement_reported_invalid(lines, case.replaced_keys, reason)
     )
     if draft is None:
         paid_at = order.paid_at or order.created_at

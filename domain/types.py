@@ -56,6 +56,8 @@ class RefundStatus(StrEnum):
     REDIRECTED_TO_SUPPORT = "redirected_to_support"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    # Terminal: the buyer got a fresh card key instead of money (the old key voided).
+    REPLACED = "replaced"
     # Not terminal: where the money is cannot be known without a person (a gateway answered
     # ABNORMAL, or its answers could not be verified past the policy's limit). No other route
     # pays while a refund is here.
@@ -82,6 +84,7 @@ TERMINAL_STATUSES = frozenset(
         RefundStatus.REDIRECTED_TO_SUPPORT,
         RefundStatus.CANCELLED,
         RefundStatus.FAILED,
+        RefundStatus.REPLACED,
     }
 )
 
@@ -105,6 +108,22 @@ class KeyState(StrEnum):
     LOCKED = "locked"
     VOIDED = "voided"
     UNREACHABLE = "unreachable"  # the supplier did not answer in time: no evidence either way
+
+
+class Remedy(StrEnum):
+    """What a buyer who reports an invalid key wants: money back, or a fresh key (补发)."""
+
+    REFUND = "refund"
+    REPLACEMENT = "replacement"
+
+
+class ReplacementMode(StrEnum):
+    """The policy's word per product on replacing a key reported invalid: never (`off`),
+    when the buyer asks (`offer`), or unless the buyer asks for money (`default`)."""
+
+    OFF = "off"
+    OFFER = "offer"
+    DEFAULT = "default"
 
 
 class Destination(StrEnum):

@@ -16,10 +16,11 @@ from domain.model import Identifier, Model, ShortText, UtcDatetime, utcnow
 from domain.order import CardKeyRef, Order
 from domain.policy import Policy
 from domain.refund import RefundItemRequest, RiskAssessment
+from domain.replacement import replacement_mode
 from domain.risk import assess
-from domain.types import KeyState, RefundReason
+from domain.types import KeyState, RefundReason, ReplacementMode
 from peers.supplier import SupplierClient
-from store import orders
+from store import orders, replacements
 from store import refunds as refund_rows
 from store.risk import risk_facts
 
@@ -41,6 +42,8 @@ class Explanation(Model):
     risk: RiskAssessment
     key_states: dict[str, KeyState]
     policy_version: str
+    # For an invalid key: whether a fresh key may be had instead of money (`domain.replacement`).
+    replacement: ReplacementMode = ReplacementMode.OFF
 
 
 class UnknownOrder(LookupError):
@@ -53,6 +56,7 @@ async def explain(
     order = await orders.load_order(session, req.order_id)
     if order is None:
         raise UnknownOrder(req.order_id)
+    order, replaced_keys = await replacements.with_replacements(session, order)
     at = req.at or utcnow()
     items = req.items or [
         RefundItemRequest(item_id=i.item_id, quantity=i.quantity) for i in order.items
@@ -79,6 +83,12 @@ async def explain(
         reason=req.reason,
         reason_text=req.reason_text,
         now=at,
+        replaced_keys=replaced_keys,
+    )
+    offered = (
+        replacement_mode(order, items, policy, replaced_keys=replaced_keys)
+        if req.reason is RefundReason.INVALID_KEY
+        else ReplacementMode.OFF
     )
     return Explanation(
         order_id=order.order_id,
@@ -87,6 +97,7 @@ async def explain(
         risk=risk,
         key_states=states,
         policy_version=policy.version,
+        replacement=offered,
     )
 
 

@@ -8,6 +8,18 @@ The protocol (the sandbox in `sandbox/supplier.py` serves the same one):
   200 `{"state": "locked", "lock_id": ...}`; the same key again answers the same; 409
   `{"error": "key_redeemed", "state": "redeemed"}` when the buyer redeemed it first; 404 when
   the id is unknown.
+* `POST /v1/reservations` with header `Idempotency-Key` and body `{"sku", "order_id",
+  "replaces"}` -> 200 `{"reservation_id", "card_key_id", "sku", "state": "reserved"}` (a fresh
+  key held for us; the same idempotency key again answers the same reservation); 409
+  `{"error": "out_of_stock"}` when the supplier has none.
+* `GET /v1/reservations?idempotency_key=...` -> 200 the reservation made under that key; 404
+  `{"error": "reservation_not_found"}` when none was made (so a call that timed out can be
+  told apart from one that never happened).
+* `POST /v1/reservations/{reservation_id}/confirm` `{"order_id", "buyer_id"}` -> 200 the
+  reservation, `"state": "confirmed"`: the key is the buyer's (again: the same answer); 409
+  `{"error": "reservation_expired" | "reservation_released", "state": ...}`.
+* `POST /v1/reservations/{reservation_id}/release` -> 200 `"state": "released"` (the key goes
+  back to stock); 409 `{"error": "reservation_confirmed", "state": "confirmed"}`.
 * Every request carries `X-Api-Key`, `X-Timestamp` (unix seconds) and `X-Signature`, the hex
   HMAC-SHA256 with the shared secret of `METHOD\\nPATH?QUERY\\nTIMESTAMP\\nBODY`; the supplier
   refuses timestamps more than five minutes off, so a captured request cannot be replayed.
@@ -21,6 +33,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +43,7 @@ from domain.types import KeyState
 
 __all__ = [
     "SIGNATURE_MAX_SKEW_SECONDS",
+    "Reservation",
     "SupplierClient",
     "SupplierRejected",
     "SupplierUnavailable",
@@ -55,6 +69,27 @@ class SupplierRejected(Exception):
 
     def __reduce__(self) -> tuple[type[SupplierRejected], tuple[int, str]]:
         return (type(self), (self.status, self.code))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A fresh key the supplier holds for us (`reserved`), handed to the buyer (`confirmed`),
+    or gone (`released`, `expired`)."""
+
+    reservation_id: str
+    card_key_id: str
+    state: str
+
+    @classmethod
+    def of(cls, document: dict[str, Any]) -> Reservation:
+        try:
+            return cls(
+                reservation_id=str(document["reservation_id"]),
+                card_key_id=str(document["card_key_id"]),
+                state=str(document["state"]),
+            )
+        except KeyError as exc:
+            raise SupplierUnavailable(f"supplier's reservation lacks {exc}") from exc
 
 
 def supplier_signature(secret: str, *, method: str, path: str, timestamp: str, body: bytes) -> str:
@@ -128,6 +163,61 @@ class SupplierClient:
             return _key_state(_json(response).get("state", KeyState.REDEEMED))
         self._raise_for_status(response)
         return _key_state(_json(response).get("state"))
+
+    async def reserve_key(
+        self, supplier: str, *, sku: str, order_id: str, replaces: str, idempotency_key: str
+    ) -> Reservation | None:
+        """Hold a fresh key of `sku` for us; None when the supplier has none in stock. The
+        idempotency key makes a repeat (after a timeout) the same reservation."""
+        body = json.dumps({"sku": sku, "order_id": order_id, "replaces": replaces}).encode()
+        response = await self._send(
+            supplier,
+            "POST",
+            "/v1/reservations",
+            body=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        if response.status_code == 409 and _json(response).get("error") == "out_of_stock":
+            return None
+        self._raise_for_status(response)
+        return Reservation.of(_json(response))
+
+    async def find_reservation(self, supplier: str, *, idempotency_key: str) -> Reservation | None:
+        """The reservation made under `idempotency_key`, or None when none was made."""
+        response = await self._send(
+            supplier,
+            "GET",
+            f"/v1/reservations?idempotency_key={quote(idempotency_key, safe='')}",
+        )
+        if response.status_code == 404:
+            return None
+        self._raise_for_status(response)
+        return Reservation.of(_json(response))
+
+    async def confirm_reservation(
+        self, supplier: str, reservation_id: str, *, order_id: str, buyer_id: str
+    ) -> Reservation:
+        """Hand the reserved key to the buyer. A repeat answers the same; a reservation that
+        lapsed or was released comes back in that state (a fact, not an error)."""
+        body = json.dumps({"order_id": order_id, "buyer_id": buyer_id}).encode()
+        return await self._reservation_step(supplier, reservation_id, "confirm", body)
+
+    async def release_reservation(self, supplier: str, reservation_id: str) -> Reservation:
+        """Give a reserved key back to stock; a confirmed one stays the buyer's."""
+        return await self._reservation_step(supplier, reservation_id, "release", b"{}")
+
+    async def _reservation_step(
+        self, supplier: str, reservation_id: str, step: str, body: bytes
+    ) -> Reservation:
+        path = f"/v1/reservations/{quote(reservation_id, safe='')}/{step}"
+        response = await self._send(supplier, "POST", path, body=body)
+        document = _json(response)
+        if response.status_code == 409 and "state" in document:
+            return Reservation(
+                reservation_id, str(document.get("card_key_id", "")), document["state"]
+            )
+        self._raise_for_status(response)
+        return Reservation.of(document)
 
     @staticmethod
     def _key_path(card_key_id: str) -> str:

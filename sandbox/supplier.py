@@ -2,7 +2,8 @@
 
 Keys nobody set answer `unredeemed`, so the demo shop's orders refund without preparation;
 tests set `redeemed` or `invalid` through `PUT /sandbox/keys/{id}`, and read back through
-`GET /sandbox/keys/{id}` whether (and how often) the service locked a key.
+`GET /sandbox/keys/{id}` whether (and how often) the service locked a key. Stock and
+reservations of fresh keys (for replacements) are in `sandbox/supplier_stock.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from peers.supplier import SIGNATURE_MAX_SKEW_SECONDS, supplier_signature
 from sandbox.faults import FaultPlan, add_fault_routes
 from sandbox.supplier_claims import add_claim_routes
+from sandbox.supplier_stock import add_stock_routes
 
 __all__ = ["FAULT_MODES", "create_supplier_app"]
 
@@ -139,12 +141,17 @@ def create_supplier_app(*, api_key: str, secret: str, fault_delay: float = 15.0)
             return keys.get(card_key_id, SandboxKey()).public(card_key_id)
 
     add_fault_routes(control, faults)
+    # Fresh keys to replace one reported invalid: stock and reservations.
+    stock = add_stock_routes(
+        app, control, lock=lock, authenticated=authenticated, fault_delay=fault_delay
+    )
 
     @control.post("/reset")
     async def reset() -> dict[str, Any]:
         await faults.clear()
         async with lock:
             keys.clear()
+            await stock.clear()
         return {"reset": True}
 
     app.include_router(control)

@@ -34,6 +34,7 @@ from domain.types import (
     ProductType,
     RefundReason,
     RefundStatus,
+    Remedy,
     RiskLevel,
     TopupStatus,
 )
@@ -188,6 +189,15 @@ class RefundRow(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     # The incident that started this refund (the shop's own initiative), if one did.
     incident_id: Mapped[str | None] = mapped_column(ID, index=True)
+    # For an invalid key: money or a fresh key, as the buyer chose when asking (None: the
+    # policy's default). The workflow's start argument is built from this row.
+    remedy: Mapped[Remedy | None] = mapped_column(Words(Remedy, 16))
+    # Whether a fresh key may be had instead (the product's policy), and the one delivered
+    # when the refund ended `replaced` (`ReplacementView`; `card_key_replacements` indexes it).
+    replacement_offered: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    replacement: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     # The body's parts, read only together with the refunds they belong to
     # (`store.refunds.WITH_PARTS`: one query per part for any number of refunds). Touching
@@ -438,8 +448,10 @@ class ConsoleSessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
 
 
-# Incidents', pre-checks', supplier claims' and balance holds' tables live in modules of
-# their own; imported here so that `Base.metadata` (Alembic, the schema test) knows every table.
+# Incidents', pre-checks', replacements', supplier claims' and balance holds' tables live in
+# modules of their own; imported here so that `Base.metadata` (Alembic, the schema test) knows
+# every table.
 import store.claim_rows  # noqa: E402
 import store.hold_rows  # noqa: E402
-import store.incident_rows  # noqa: E402, F401
+import store.incident_rows  # noqa: E402
+import store.replacement_rows  # noqa: E402, F401

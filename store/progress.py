@@ -47,6 +47,9 @@ async def apply_report(
     row.awaiting_evidence = bool(body.review and body.review.awaiting_evidence)
     row.policy_version = body.decision.policy_version if body.decision else row.policy_version
     row.evidence = [e.model_dump(mode="json") for e in body.evidence]
+    row.remedy = body.remedy
+    row.replacement_offered = body.replacement_offered
+    row.replacement = dumped(body.replacement)
     row.updated_at = now
     row.document = body.model_dump_json()
     if reprice_items:

@@ -24,6 +24,7 @@ from domain.refund import (
     RefundItemRequest,
     RefundItemView,
     RefundRequest,
+    ReplacementView,
     ReviewView,
     RiskAssessment,
     TimelineEntry,
@@ -137,6 +138,7 @@ async def insert_refund(session: AsyncSession, new: NewRefund) -> RefundRow:
         created_at=new.now,
         updated_at=new.now,
         incident_id=new.incident_id,
+        remedy=req.remedy,
     )
     session.add(row)
     await session.flush()
@@ -287,6 +289,9 @@ def body_of(row: RefundRow) -> RefundBody:
         ],
         evidence=[Evidence.model_validate(e) for e in row.evidence or []],
         timeline=[TimelineEntry(stage=t.stage, at=t.at, detail=t.detail) for t in row.timeline],
+        replacement_offered=bool(row.replacement_offered),
+        remedy=row.remedy,
+        replacement=ReplacementView.model_validate(row.replacement) if row.replacement else None,
         workflow_id=row.workflow_id,
         created_at=row.created_at,
         updated_at=row.updated_at,

@@ -14,6 +14,7 @@ from activities.commissions import Commissions
 from activities.incidents import IncidentSteps
 from activities.payouts import Payouts
 from activities.records import RefundRecords
+from activities.replacement import Replacements
 from activities.risk import RiskChecks
 from activities.supplier import CardKeyChecks
 from config.settings import Settings
@@ -37,6 +38,7 @@ class RefundActivities:
     payouts: Payouts
     commissions: Commissions
     incidents: IncidentSteps
+    replacements: Replacements
 
     def activities(self) -> list[Any]:
         return [
@@ -57,6 +59,9 @@ class RefundActivities:
             self.incidents.incident_outcomes,
             self.incidents.incident_report,
             self.incidents.record_incident,
+            self.replacements.reserve_replacement_key,
+            self.replacements.find_replacement_key,
+            self.replacements.confirm_replacement_key,
         ]
 
 
@@ -87,6 +92,7 @@ def build_activities(
             task_queue=settings.task_queue,
             reads=reads,
         ),
+        replacements=Replacements(supplier),
     )
 
 

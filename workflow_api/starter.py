@@ -57,6 +57,7 @@ def refund_input(row: RefundRow, items: list[RefundItemRequest]) -> RefundInput:
         )
         if row.incident_id is not None
         else None,
+        remedy=row.remedy,
     )
 
 

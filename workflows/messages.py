@@ -24,7 +24,7 @@ from domain.refund import (
     RiskAssessment,
     TimelineEntry,
 )
-from domain.types import CommissionAction, KeyState, PaymentChannel, RefundReason
+from domain.types import CommissionAction, KeyState, PaymentChannel, RefundReason, Remedy
 
 __all__ = [
     "AbandonPayout",
@@ -44,6 +44,8 @@ __all__ = [
     "ProgressReport",
     "RecordWithCommissions",
     "RefundInput",
+    "ReplacementRequest",
+    "ReservationAnswer",
     "RiskRequest",
     "SettlementQuery",
 ]
@@ -66,6 +68,9 @@ class RefundInput(Model):
     created_at: datetime
     # Set when an incident started the refund (the shop's own initiative, `domain.incident`).
     incident: IncidentMark | None = None
+    # Money or a fresh key for an invalid key, as the buyer chose when asking (None: the
+    # policy's default).
+    remedy: Remedy | None = None
 
 
 class CaseRequest(Model):
@@ -103,6 +108,9 @@ class OpenedCase(Model):
     policy_version: str
     risk: RiskAssessment = Field(default_factory=RiskAssessment)
     commissions: list[CommissionView] = Field(default_factory=list)
+    # The order's card keys that were delivered as replacements; the order's items already
+    # carry them in place of the keys they replaced.
+    replaced_keys: list[str] = Field(default_factory=list)
 
 
 class RiskRequest(Model):
@@ -122,6 +130,35 @@ class KeysRequest(Model):
 
 class KeysAnswer(Model):
     states: dict[str, KeyState]
+
+
+class ReplacementRequest(Model):
+    """Replace one card key reported invalid by a fresh one of the same SKU (补发)."""
+
+    refund_id: str
+    order_id: str
+    buyer_id: str
+    item_id: str
+    sku: str
+    supplier: str
+    replaces: str  # the card_key_id reported invalid
+    reservation_id: str | None = None  # once reserved: the reservation to confirm
+
+    @property
+    def idempotency_key(self) -> str:
+        """From the refund, never from time: one refund reserves at most one key, however
+        often the call is repeated."""
+        return f"{self.refund_id}-replace"
+
+
+class ReservationAnswer(Model):
+    """What the supplier says of our reservation: `reserved`, `confirmed` (the buyer has the
+    key), `released` or `expired`; `out_of_stock` (nothing reserved) or `none` (no
+    reservation under our idempotency key). Ids only: a key's secret never enters history."""
+
+    state: str
+    reservation_id: str | None = None
+    card_key_id: str | None = None
 
 
 class CommissionRequest(Model):

@@ -28,6 +28,18 @@ SUPPLIER_LOCK_RETRY = RetryPolicy(
 SUPPLIER_LOCK_TIMEOUT = timedelta(seconds=30)
 SUPPLIER_LOCK_BUDGET = timedelta(minutes=30)
 
+# A fresh key instead of money (补发): a supplier that cannot reserve one within two minutes
+# leaves the buyer with the refund instead (the reservation is then looked up by its
+# idempotency key before anything is decided). Handing a reserved key over must be known for
+# certain, like a lock: the lock's budget, then a person.
+REPLACEMENT_CALL_TIMEOUT = timedelta(seconds=10)
+REPLACEMENT_RESERVE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=["SupplierRejected"],
+)
+REPLACEMENT_RESERVE_BUDGET = timedelta(minutes=2)
+
 # Money calls carry an idempotency key, so retrying them is safe; refusals are typed and
 # not retried.
 PAYOUT_RETRY = RetryPolicy(

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     # submodule afresh inside it for every refund instead of passing it through.
     import workflows.before_lean as before_lean
     import workflows.card_keys as card_keys
+    import workflows.replacement as replacement
     import workflows.steps as steps
     from domain import rules
     from domain.decision import Decision, DecisionCase, priced_items
@@ -36,7 +37,15 @@ with workflow.unsafe.imports_passed_through():
         RiskAssessment,
         refundable_now,
     )
-    from domain.types import KeyState, Outcome, RefundStatus
+    from domain.replacement import replaceable_item, replacement_mode, wants_replacement
+    from domain.types import (
+        KeyState,
+        Outcome,
+        RefundReason,
+        RefundStatus,
+        Remedy,
+        ReplacementMode,
+    )
     from domain.wording import describe_keys
     from workflows.before_lean import LEAN_REFUND
     from workflows.messages import (
@@ -44,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         CommissionRequest,
         OpenCaseRequest,
         RefundInput,
+        ReplacementRequest,
     )
     from workflows.options import DB_RETRY, DB_TIMEOUT, DEFAULT_APPEAL_WINDOW
     from workflows.payback import Payback
@@ -79,6 +89,10 @@ class RefundWorkflow(RefundRequests):
         self.commissions_frozen = False
         self.keys_locked = False
         self.lean = False  # set by `run`: whether this refund takes the lean path
+        # Money or a fresh key for an invalid key: the buyer's choice (when asking, or on the
+        # progress page while the refund waits); None: the policy's default.
+        self.remedy: Remedy | None = inp.remedy
+        self.replaced_keys: list[str] = []  # the order's keys that are replacements already
 
     @workflow.run
     async def run(self, inp: RefundInput) -> RefundBody:
@@ -121,6 +135,7 @@ class RefundWorkflow(RefundRequests):
             # An incident's refund: the rules treat it as the shop's fault. Only refunds an
             # incident started carry one, so no recorded history decides differently.
             incident=self.inp.incident,
+            replaced_keys=self.replaced_keys,
         )
         decision = rules.decide(self.case, self.policy)
         self._apply_decision(decision, actor="rules")
@@ -162,6 +177,10 @@ class RefundWorkflow(RefundRequests):
         if opened.order is None:
             return None
         self.order, self.policy = opened.order, opened.policy
+        self.replaced_keys = list(opened.replaced_keys)
+        # Shown to the buyer's page and the platform: whether a fresh key may be had instead.
+        self.view.remedy = self.remedy
+        self.view.replacement_offered = self._replacement_mode() is not ReplacementMode.OFF
         self.view.items = priced_items(opened.order, self.inp.items)
         await self._commissions(CommissionAction.FREEZE)  # made when the refund first rests
         self.progress.set_status(RefundStatus.CHECKING, "checking_card_key", "asking the supplier")
@@ -307,6 +326,11 @@ class RefundWorkflow(RefundRequests):
                 "cancel_refused", "the card key is already voided; the refund goes on"
             )
 
+        if self._wants_replacement():
+            replaced = await self._replace()
+            if replaced is not None:
+                return replaced
+
         # From here money moves: the buyer can no longer cancel.
         self.progress.set_status(RefundStatus.REFUNDING, "refunding", "")
         await self._show_stage()
@@ -327,6 +351,61 @@ class RefundWorkflow(RefundRequests):
             self.progress.money_summary(),
             commissions=CommissionAction.CLAW_BACK,
         )
+
+    def _wants_replacement(self) -> bool:
+        """A fresh key instead of the money: the product allows it and the buyer chose it (or
+        did not choose money where it is the default). Refunds recorded before replacements
+        existed never ask, so their histories replay unchanged."""
+        if not wants_replacement(self.inp.reason, self._replacement_mode(), self.remedy):
+            return False
+        return workflow.patched(replacement.REPLACEMENT)
+
+    def _replacement_mode(self) -> ReplacementMode:
+        """What the policy allows this refund: a buyer's invalid key only, never a refund an
+        incident started (the shop's own decision to pay back)."""
+        if (
+            self.order is None
+            or self.policy is None
+            or self.inp.incident is not None
+            or self.inp.reason is not RefundReason.INVALID_KEY
+        ):
+            return ReplacementMode.OFF
+        return replacement_mode(
+            self.order, self.inp.items, self.policy, replaced_keys=self.replaced_keys
+        )
+
+    async def _replace(self) -> Next | None:
+        """The old key is void: hand over a fresh one. Not possible (no stock, the supplier
+        refused): the refund pays as before. Unknown whether the buyer got it: a person."""
+        assert self.order is not None
+        item = replaceable_item(self.order, self.inp.items, replaced_keys=self.replaced_keys)
+        assert item is not None  # `_wants_replacement` said so
+        old = item.card_keys[0]
+        self.progress.entry("replacement_requested", f"a fresh key for {old.card_key_id}")
+        attempt = await replacement.replace_key(
+            ReplacementRequest(
+                refund_id=self.inp.refund_id,
+                order_id=self.order.order_id,
+                buyer_id=self.inp.buyer_id,
+                item_id=item.item_id,
+                sku=item.sku,
+                supplier=old.supplier,
+                replaces=old.card_key_id,
+            )
+        )
+        if attempt.delivered is not None:
+            self.view.replacement = attempt.delivered
+            return await self._finish(RefundStatus.REPLACED, attempt.stage, attempt.detail)
+        self.remedy = Remedy.REFUND  # tried once: from here on the buyer is owed money
+        self.progress.entry(attempt.stage, attempt.detail)
+        if attempt.unsettled:
+            return self._back_to_review(
+                "replacement.unconfirmed",
+                "a fresh key was reserved but the supplier did not confirm whether the buyer "
+                "received it; a person decides",
+                "补发卡密的结果暂未确认，已转人工审核。",
+            )
+        return None
 
     async def _show_stage(self) -> None:
         """Money is about to move: shown to SREs at once (`RefundStatus = "refunding"`); the

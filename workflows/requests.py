@@ -40,9 +40,11 @@ with workflow.unsafe.imports_passed_through():
         RefundBody,
         RejectRequest,
         ReleaseRequest,
+        RemedyRequest,
         ResolveRequest,
         ReviewView,
     )
+    from domain.types import Remedy
     from domain.wording import describe_keys, yuan
     from workflows.messages import GatewayNotice, RefundInput
     from workflows.payback import Payback
@@ -69,6 +71,7 @@ class RefundRequests:
     cancel_request: CancelRequest | None
     appeal_request: AppealRequest | None
     keys_locked: bool
+    remedy: Remedy | None
 
     def _answered(self) -> bool:
         """Someone already approved or rejected the review in progress."""
@@ -253,6 +256,19 @@ class RefundRequests:
         self.view.evidence.extend(req.evidence)
         self.progress.entry("evidence_added", f"{len(req.evidence)} item(s)")
         self.progress.unreported = True
+
+    @workflow.update(name="choose_remedy")
+    def choose_remedy(self, req: RemedyRequest) -> RefundBody:
+        """Money or a fresh key, as the buyer now chooses; it takes effect when the refund
+        would pay (at once, or once a person approves)."""
+        self.remedy = self.view.remedy = req.remedy
+        self.progress.entry("remedy_chosen", req.remedy.value)
+        self.progress.unreported = True
+        return self.view
+
+    @choose_remedy.validator
+    def _may_choose_remedy(self, req: RemedyRequest) -> None:
+        _refuse(acceptance.may_choose_remedy(self.view, req, keys_voided=self.keys_locked))
 
     @workflow.update(name="cancel")
     def cancel(self, req: CancelRequest) -> RefundBody:

@@ -25,6 +25,8 @@ from workflows.messages import (
     PayoutRequest,
     ProgressReport,
     RecordWithCommissions,
+    ReplacementRequest,
+    ReservationAnswer,
     RiskRequest,
     SettlementQuery,
 )
@@ -32,6 +34,8 @@ from workflows.messages import (
 __all__ = [
     "abandon_payout",
     "assess_risk",
+    "confirm_replacement_key",
+    "find_replacement_key",
     "load_case",
     "lock_card_keys",
     "move_commissions",
@@ -41,6 +45,7 @@ __all__ = [
     "record_progress",
     "record_with_commissions",
     "rescue_abnormal_payout",
+    "reserve_replacement_key",
     "send_payout",
 ]
 
@@ -101,6 +106,27 @@ async def query_key_redemption(req: KeysRequest) -> KeysAnswer:
 @activity.defn(name="lock_card_keys")
 async def lock_card_keys(req: KeysRequest) -> KeysAnswer:
     """Void the keys so they cannot be redeemed while the money moves."""
+    raise Undeclared
+
+
+# --- a fresh key instead of money (activities.replacement.Replacements) ----------------------
+
+
+@activity.defn(name="reserve_replacement_key")
+async def reserve_replacement_key(req: ReplacementRequest) -> ReservationAnswer:
+    """Hold a fresh key at the supplier under the refund's idempotency key."""
+    raise Undeclared
+
+
+@activity.defn(name="find_replacement_key")
+async def find_replacement_key(req: ReplacementRequest) -> ReservationAnswer:
+    """The reservation made under the refund's idempotency key, if any (`none`)."""
+    raise Undeclared
+
+
+@activity.defn(name="confirm_replacement_key")
+async def confirm_replacement_key(req: ReplacementRequest) -> ReservationAnswer:
+    """Hand the reserved key (`req.reservation_id`) to the buyer."""
     raise Undeclared
 
 

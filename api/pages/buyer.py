@@ -1,6 +1,7 @@
 """The buyer's progress page (`/r/{refund_id}?t=...`): mobile first, Chinese by default
 (English by `Accept-Language` or `?lang=en`), live (it polls its own status), and the buyer's
-actions — add evidence, cancel while allowed, appeal once — through the same Updates the API
+actions — add evidence, cancel while allowed, appeal once, take a fresh card key instead of
+the money where it is offered — through the same Updates the API
 uses.
 
 It shows only what is the buyer's: the status in words, the stages, when the money should
@@ -22,8 +23,15 @@ from api.pages.words import pick_language, word
 from api.updates import deliver
 from domain import buyer_links as links
 from domain.model import utcnow
-from domain.refund import AppealRequest, CancelRequest, Evidence, EvidenceRequest, RefundBody
-from domain.types import EvidenceKind, PaymentChannel, RefundStatus
+from domain.refund import (
+    AppealRequest,
+    CancelRequest,
+    Evidence,
+    EvidenceRequest,
+    RefundBody,
+    RemedyRequest,
+)
+from domain.types import EvidenceKind, PaymentChannel, RefundStatus, Remedy
 from store import orders
 from store import refunds as refund_rows
 from workflows.refund import RefundWorkflow
@@ -45,6 +53,7 @@ STAGE_OF = {
     RefundStatus.CANCELLED: 0,
     RefundStatus.REDIRECTED_TO_SUPPORT: 1,
     RefundStatus.FAILED: 2,
+    RefundStatus.REPLACED: 3,
 }
 CANCELLABLE = (
     RefundStatus.SUBMITTED,
@@ -104,6 +113,8 @@ def _expectation(body: RefundBody, order: Any, lang: str) -> str:
     if body.status is RefundStatus.REFUNDED:
         arrived = next((e.at for e in reversed(body.timeline) if e.stage == "money_arrived"), None)
         return word("b.expect.done", lang, at=local_time(arrived), channel=channel_words)
+    if body.status is RefundStatus.REPLACED and body.replacement:
+        return word("b.expect.replaced", lang, at=local_time(body.replacement.delivered_at))
     if body.status is RefundStatus.PENDING_REVIEW and body.review:
         return word("b.expect.review", lang, deadline=local_time(body.review.deadline))
     if body.status.is_terminal:
@@ -171,6 +182,9 @@ async def _render(
         can_appeal=body.status is RefundStatus.REJECTED
         and not (body.review and body.review.appealed),
         can_add=not body.status.is_terminal,
+        # A fresh key instead of money (补发), while the refund still waits for its payment.
+        can_replace=body.replacement_offered and body.status in CANCELLABLE,
+        replacement_chosen=body.remedy is Remedy.REPLACEMENT,
         asked=body.review.evidence_requested
         if body.review and body.review.awaiting_evidence
         else "",
@@ -211,6 +225,7 @@ async def buyer_action(
     text: Annotated[str, Form(max_length=2000)] = "",
     url: Annotated[str, Form(max_length=2048)] = "",
     lang: Annotated[str, Form(max_length=4)] = "",
+    remedy: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
     lang = pick_language(request.headers.get("accept-language"), lang or None)
     body = await _refund(request, refund_id, t, lang)
@@ -232,6 +247,9 @@ async def buyer_action(
         elif action == "appeal":
             update = RefundWorkflow.appeal
             req = AppealRequest(buyer_id=body.buyer_id, text=text.strip())
+        elif action == "remedy":
+            update = RefundWorkflow.choose_remedy
+            req = RemedyRequest.model_validate({"buyer_id": body.buyer_id, "remedy": remedy})
         else:
             raise PageError(404, "err.not_found", lang=lang)
     except ValidationError as err:

@@ -22,6 +22,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "status.cancelled": ("已撤销", "cancelled"),
     "status.failed": ("失败", "failed"),
     "status.needs_attention": ("需人工处理", "needs attention"),
+    "status.replaced": ("已补发新卡密", "replaced"),
     # --- reasons
     "reason.invalid_key": ("卡密无效", "invalid key"),
     "reason.not_received": ("未收到货", "not received"),
@@ -70,6 +71,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "problem.unavailable": ("系统繁忙，请稍后重试", "Busy — try again shortly"),
     "problem.already-appealed": ("已申诉过一次", "Already appealed once"),
     "problem.not-your-refund": ("这不是您的退款", "Not your refund"),
+    "problem.replacement-not-offered": ("此商品不支持补发", "No replacement key for this product"),
     # --- console labels
     "app.console": ("退款审核台", "Refund review console"),
     "nav.queue": ("审核队列", "Queue"),
@@ -230,6 +232,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "b.head.refunding": ("退款已通过，正在退回", "Approved — your money is on its way"),
     "b.head.needs_attention": ("退款正在处理中", "Your refund is being processed"),
     "b.head.refunded": ("退款已到账", "Your money is back"),
+    "b.head.replaced": ("新卡密已补发", "A fresh card key is yours"),
     "b.head.rejected": ("很抱歉，退款申请未通过", "Sorry, this refund was not approved"),
     "b.head.cancelled": ("您已撤销退款申请", "You cancelled this refund"),
     "b.head.redirected_to_support": (
@@ -258,6 +261,22 @@ _WORDS: dict[str, tuple[str, str]] = {
         "Back to your {channel}, usually within minutes; bank cards take up to 1–5 working days",
     ),
     "b.expect.done": ("已于 {at} 退回{channel}", "Returned to your {channel} on {at}"),
+    "b.expect.replaced": (
+        "新卡密已于 {at} 补发，请在订单页查看；原卡密已作废",
+        "Delivered on {at}: find it on your order page. The old key no longer works",
+    ),
+    "b.replace.title": ("换一张新卡密", "Get a replacement key"),
+    "b.replace.why": (
+        "不想退款？我们可以为您补发一张新卡密（退款通过时补发，不退款）。",
+        "Rather have a working key than the money? We can send you a fresh one instead "
+        "(when the refund would be paid).",
+    ),
+    "b.replace.chosen": (
+        "您已选择补发新卡密，通过后将为您补发。",
+        "You chose a replacement key; it comes when the refund is approved.",
+    ),
+    "b.replace.go": ("换一张新卡密", "Get a replacement key"),
+    "b.replace.money": ("改为退款", "I'd rather have the money"),
     "b.channel.alipay": ("支付宝", "Alipay"),
     "b.channel.wechat": ("微信支付", "WeChat Pay"),
     "b.channel.balance": ("平台余额", "platform balance"),
@@ -270,6 +289,13 @@ _WORDS: dict[str, tuple[str, str]] = {
     "b.ev.approved_for_payout": ("退款已通过", "Refund approved"),
     "b.ev.refund_sent": ("退款已发出", "Refund sent"),
     "b.ev.money_arrived": ("退款已到账", "Money arrived"),
+    "b.ev.remedy_chosen": ("您选择了处理方式", "You chose how to settle it"),
+    "b.ev.replacement_requested": ("正在为您补发新卡密", "Getting you a fresh key"),
+    "b.ev.replacement_delivered": ("新卡密已补发", "Fresh key delivered"),
+    "b.ev.replacement_unavailable": (
+        "暂时无法补发新卡密，改为退款",
+        "No fresh key to be had; refunding instead",
+    ),
     "b.ev.rejected": ("退款申请未通过", "Refund not approved"),
     "b.ev.appealed": ("您提交了申诉", "You appealed"),
     "b.ev.cancelled": ("您撤销了申请", "You cancelled"),
@@ -290,6 +316,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "b.done.evidence": ("已收到您的凭证", "We received your evidence"),
     "b.done.cancel": ("已撤销", "Cancelled"),
     "b.done.appeal": ("申诉已提交，客服会重新审核", "Appeal sent; an agent will review again"),
+    "b.done.remedy": ("已记录您的选择", "We noted your choice"),
     "b.refused": ("操作未成功：{why}", "That did not work: {why}"),
     "b.live": ("页面会自动更新", "This page updates itself"),
     "b.link_expires": ("此链接有效期至 {at}", "This link works until {at}"),

@@ -86,6 +86,7 @@ async def precheck_refund(
         destination=decision.destination,
         self_help=self_help_for(order, body.items, policy),
         policy_version=replayed.policy_version,
+        replacement=replayed.replacement,
     )
     async with session.begin():
         await record_precheck(

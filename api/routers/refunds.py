@@ -46,6 +46,7 @@ from domain.refund import (
     RefundLinks,
     RefundRequest,
     RejectRequest,
+    RemedyRequest,
     ResolveRequest,
 )
 from domain.types import RefundStatus
@@ -337,6 +338,29 @@ async def appeal(
     body = await _body(session, refund_id)
     _buyers_own(body, req.buyer_id)
     return _accepted(body, await _update(temporal, body, RefundWorkflow.appeal, req))
+
+
+@router.post(
+    "/{refund_id}/remedy",
+    status_code=202,
+    response_model_by_alias=True,
+    summary="The buyer chooses money or a fresh card key (补发) while the refund waits",
+    description='`{"buyer_id": ..., "remedy": "refund" | "replacement"}`: for an '
+    "invalid key whose product offers a replacement (`replacement_offered`); it takes effect "
+    "when the refund would pay (at once, or once a person approves). After the old key was "
+    "voided or money started to move: 409.",
+    responses=problem_responses(403, 404, 409, 503),
+)
+async def choose_remedy(
+    refund_id: Identifier,
+    req: RemedyRequest,
+    session: ReadSessionDep,
+    temporal: TemporalDep,
+    _: Platform,
+) -> RefundAccepted:
+    body = await _body(session, refund_id)
+    _buyers_own(body, req.buyer_id)
+    return _accepted(body, await _update(temporal, body, RefundWorkflow.choose_remedy, req))
 
 
 @router.post(

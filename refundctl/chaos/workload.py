@@ -30,7 +30,9 @@ AMOUNT = 5000
 MERCHANT = "M-CHAOS"
 # Nobody will move these without a person: following them further cannot change the outcome.
 WAITS_FOR_A_PERSON = frozenset({"pending_review", "needs_attention"})
-TERMINAL = frozenset({"refunded", "rejected", "failed", "cancelled", "redirected_to_support"})
+TERMINAL = frozenset(
+    {"refunded", "rejected", "failed", "cancelled", "redirected_to_support", "replaced"}
+)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 

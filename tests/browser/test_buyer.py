@@ -8,8 +8,8 @@ import re
 from typing import Any
 
 from tests.browser.conftest import phone, reviewer, shot
-from tests.browser.test_console import pending
-from tests.system import System, course_order
+from tests.browser.test_console import pending, revealed_card_key
+from tests.system import System, course_order, unique
 
 XSS = "<b>bold?</b><script>document.title='pwned'</script>"
 
@@ -102,3 +102,36 @@ async def test_forged_and_expired_links_in_the_browser(browser: Any, system: Sys
         await shot(buyer, "buyer-link-forged")
         expired = await buyer.goto(f"/r/{refund_id}?t=1.abc")
         assert expired is not None and expired.status == 403
+
+
+async def test_buyer_takes_a_replacement_key_instead_of_the_money(
+    browser: Any, system: System
+) -> None:
+    """A revealed key reported invalid waits for a person; the buyer asks for a fresh key on
+    the page, the agent approves, and the page shows the replacement (no money moved)."""
+    order = revealed_card_key()
+    sku = order["items"][0]["sku"] = unique("sku")
+    r = await system.http.put(
+        f"{system.sandboxes.supplier}/sandbox/stock/{sku}", json={"available": 1}
+    )
+    r.raise_for_status()
+    refund_id = await pending(system, order, reason="invalid_key")
+    path = await link(system, refund_id)
+    async with phone(browser, system) as buyer, reviewer(browser, system, "erin") as agent:
+        await buyer.goto(path)
+        assert "不想退款" in await buyer.inner_text("#replacement")
+        await shot(buyer, "buyer-replacement-offered")
+        await buyer.click("#choose-replacement")
+        await buyer.wait_for_selector("#done")
+        await buyer.wait_for_selector("#choose-refund")
+        assert "已选择补发" in await buyer.inner_text("#replacement")
+
+        await agent.goto(f"/console/cases/{refund_id}")
+        await agent.click("#approve")
+        body = await system.wait_status(refund_id, "replaced", "refunded")
+        assert body["status"] == "replaced" and body["payouts"] == []
+        await buyer.wait_for_selector("text=新卡密已补发", timeout=20_000)
+        await buyer.reload()
+        page = await buyer.inner_text("body")
+        assert "请在订单页查看" in page and await buyer.locator("#replacement").count() == 0
+        await shot(buyer, "buyer-replaced")

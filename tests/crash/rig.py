@@ -37,6 +37,7 @@ CRASHPOINTS = (
     "payout.during_settlement",
     "commissions.claw_back",
     "incident.before_start",
+    "replacement.after_confirm",
 )
 # How long a "timeout" fault holds the gateway's answer, and how long the worker's HTTP client
 # waits for it: the window in which a test SIGKILLs the worker mid-call.

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from domain.order import Order
 from domain.policy import Policy, load_policy
@@ -34,6 +35,8 @@ from workflows.messages import (
     PayoutRequest,
     ProgressReport,
     RecordWithCommissions,
+    ReplacementRequest,
+    ReservationAnswer,
     RiskRequest,
     SettlementQuery,
 )
@@ -78,6 +81,19 @@ class FakeBackend:
     # `lock_gate` is set: a test can act while the supplier is being asked.
     lock_gate: asyncio.Event | None = None
     lock_started: asyncio.Event = field(default_factory=asyncio.Event)
+    # The supplier's answers to a replacement (补发): the reservation, then the confirmation;
+    # `confirm_fails`: the confirmation fails for good (whether the key was handed over is
+    # then unknown, as after a budget of timeouts).
+    reservation: ReservationAnswer = field(
+        default_factory=lambda: ReservationAnswer(
+            state="reserved", reservation_id="RSV-1", card_key_id="RK-1"
+        )
+    )
+    confirm_state: str = "confirmed"
+    confirm_fails: bool = False
+    # `reserve_fails`: the reservation call fails for good; the lookup then finds `found`.
+    reserve_fails: bool = False
+    found: ReservationAnswer = field(default_factory=lambda: ReservationAnswer(state="none"))
     calls: list[Call] = field(default_factory=list)
 
     # ---------------------------------------------------------------- what was asked
@@ -217,6 +233,25 @@ class FakeBackend:
             sent = next(p for p in self.payouts if p.out_refund_no == req.out_refund_no)
             return _payout(sent, PayoutState.FAILED)
 
+        @activity.defn(name="reserve_replacement_key")
+        async def reserve_replacement_key(req: ReplacementRequest) -> ReservationAnswer:
+            self._record("reserve_replacement_key", req, local=True)
+            if self.reserve_fails:
+                raise _refused()
+            return self.reservation
+
+        @activity.defn(name="find_replacement_key")
+        async def find_replacement_key(req: ReplacementRequest) -> ReservationAnswer:
+            self._record("find_replacement_key", req, local=True)
+            return self.found if self.reserve_fails else self.reservation
+
+        @activity.defn(name="confirm_replacement_key")
+        async def confirm_replacement_key(req: ReplacementRequest) -> ReservationAnswer:
+            self._record("confirm_replacement_key", req, local=True)
+            if self.confirm_fails:
+                raise _refused()
+            return self.reservation.model_copy(update={"state": self.confirm_state})
+
         return [
             load_case,
             record_progress,
@@ -230,7 +265,17 @@ class FakeBackend:
             query_payout,
             rescue_abnormal_payout,
             abandon_payout,
+            reserve_replacement_key,
+            find_replacement_key,
+            confirm_replacement_key,
         ]
+
+
+def _refused() -> ApplicationError:
+    """What a supplier's final "no" looks like to the workflow (`peers.supplier`)."""
+    return ApplicationError(
+        "supplier refused the request: HTTP 401", type="SupplierRejected", non_retryable=True
+    )
 
 
 def _payout(req: PayoutRequest, state: PayoutState) -> PayoutView:

@@ -24,6 +24,7 @@ from domain.types import (
     ProductType,
     RefundReason,
     RefundStatus,
+    Remedy,
 )
 from tests.workflows.fakes import FakeBackend
 from workflows.messages import RefundInput
@@ -59,6 +60,9 @@ RECORDED = frozenset(
         "four_eyes_approve",
         "evidence_requested",
         "recheck_keys",
+        # A fresh key instead of money (tests/workflows/test_replacement.py).
+        "replaced",
+        "replacement_out_of_stock",
     }
 )
 
@@ -124,6 +128,7 @@ def refund_input(
     *,
     refund_id: str,
     reason: RefundReason = RefundReason.CHANGED_MIND,
+    remedy: Remedy | None = None,
 ) -> RefundInput:
     return RefundInput(
         refund_id=refund_id,
@@ -135,6 +140,7 @@ def refund_input(
         amount=order.amount,
         currency=order.currency,
         created_at=now,
+        remedy=remedy,
     )
 
 
@@ -186,6 +192,8 @@ async def running_refund(
     make_backend: Callable[[datetime], FakeBackend],
     *,
     name: str,
+    reason: RefundReason = RefundReason.CHANGED_MIND,
+    remedy: Remedy | None = None,
 ) -> AsyncIterator[Refund]:
     """Start a worker with the fakes on its own task queue and one RefundWorkflow on it.
 
@@ -196,7 +204,7 @@ async def running_refund(
     backend = make_backend(now)
     task_queue = f"refunds-{name}-{uuid.uuid4().hex[:8]}"
     refund_id = f"R-{name}-{uuid.uuid4().hex[:8]}"
-    inp = refund_input(backend.order, now, refund_id=refund_id)
+    inp = refund_input(backend.order, now, refund_id=refund_id, reason=reason, remedy=remedy)
     async with Worker(
         env.client,
         task_queue=task_queue,
