@@ -155,5 +155,5 @@ def create_supplier_app(*, api_key: str, secret: str, fault_delay: float = 15.0)
         return {"reset": True}
 
     app.include_router(control)
-    add_claim_routes(app, authenticated, faults, fault_delay)  # claims for invalid keys
+    add_claim_routes(app, authenticated, fault_delay)  # claims for invalid keys
     return app

@@ -1,6 +1,7 @@
 """The sandbox supplier's claims: the protocol `peers/supplier_claims.py` speaks, added to the
 supplier's app (`add_claim_routes`, from `sandbox/supplier.py`) with its signature check and
-its armed faults (`timeout` answers after the claim is taken, `error_5xx` before).
+its own armed faults (`POST /sandbox/claims/faults`: `timeout` answers after the claim is
+taken, `error_5xx` before).
 
 Claims are taken idempotently by claim id and wait (`pending`) until a test decides:
 `POST /sandbox/claims/{id}/credit` credits it — call it twice for a supplier that credits
@@ -20,9 +21,11 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from sandbox.faults import FaultPlan
+from sandbox.faults import FaultPlan, add_fault_routes
 
-__all__ = ["add_claim_routes"]
+__all__ = ["CLAIM_FAULT_MODES", "add_claim_routes"]
+
+CLAIM_FAULT_MODES = frozenset({"timeout", "error_5xx"})
 
 Authenticated = Callable[[Request, bytes], Awaitable[bool]]
 
@@ -66,10 +69,11 @@ class AnswerRequest(BaseModel):
     answer: Literal["hold", "credit", "reject"]
 
 
-def add_claim_routes(
-    app: FastAPI, authenticated: Authenticated, faults: FaultPlan, fault_delay: float
-) -> None:
-    """The claim API and its control endpoints on the sandbox supplier's `app`."""
+def add_claim_routes(app: FastAPI, authenticated: Authenticated, fault_delay: float) -> None:
+    """The claim API and its control endpoints on the sandbox supplier's `app`. Claims have
+    faults of their own (`POST /sandbox/claims/faults`): the worker's claims loop polls in the
+    background and must not take a fault a test armed for a key query, nor the reverse."""
+    faults = FaultPlan(CLAIM_FAULT_MODES)
     claims: dict[str, SandboxClaim] = {}
     asked: dict[str, int] = {}  # GETs per claim id, also of ids not held (a miss is asked too)
     answer: dict[str, str] = {"on_arrival": "hold"}
@@ -147,6 +151,11 @@ def add_claim_routes(
             "submissions": claim.submissions,
             "queries": asked.get(claim_id, 0),
         }
+
+    # Before `/claims/{claim_id}`, which would take "faults" for a claim id.
+    claim_faults = APIRouter(prefix="/claims")
+    add_fault_routes(claim_faults, faults)
+    control.include_router(claim_faults)
 
     @control.get("/claims/{claim_id}")
     async def show_claim(claim_id: str) -> dict[str, Any]:

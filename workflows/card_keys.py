@@ -4,7 +4,8 @@ decision, voided before any money moves."""
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as StepTimeout
 
 from domain.order import CardKeyRef, Order
 from domain.refund import RefundItemRequest
@@ -18,6 +19,18 @@ from workflows.options import (
     SUPPLIER_QUERY_RETRY,
     SUPPLIER_QUERY_TIMEOUT,
 )
+
+# A local activity that gives up (its retries spent, a failure its policy calls final, its
+# budget passed) raises its cause itself — an ApplicationError or a TimeoutError — not the
+# ActivityError a remote one raises. Before this patch only the latter was caught, so a
+# supplier that failed the lean refund's quick query or its lock failed the whole refund.
+LOCAL_SUPPLIER_FAILURES = "local-supplier-failures"
+
+
+def _gave_up_locally() -> bool:
+    """Whether this refund handles a local supplier step that gave up (not histories that
+    failed on it before the patch: replaying them must fail them again)."""
+    return workflow.patched(LOCAL_SUPPLIER_FAILURES)
 
 
 def keys_of(order: Order | None, items: list[RefundItemRequest]) -> list[CardKeyRef]:
@@ -54,6 +67,10 @@ async def redemption_states(
             )
     except ActivityError:
         return {k.card_key_id: KeyState.UNREACHABLE for k in keys}
+    except (ApplicationError, StepTimeout):
+        if not _gave_up_locally():
+            raise
+        return {k.card_key_id: KeyState.UNREACHABLE for k in keys}
     return dict(answer.states)
 
 
@@ -80,4 +97,8 @@ async def void(refund_id: str, keys: list[CardKeyRef], *, local: bool = False) -
             retry_policy=SUPPLIER_LOCK_RETRY,
         )
     except ActivityError:
+        return None
+    except (ApplicationError, StepTimeout):
+        if not _gave_up_locally():
+            raise
         return None

@@ -85,7 +85,7 @@ async def test_a_forged_signature_is_refused(supplier_http: httpx.AsyncClient) -
 async def test_5xx_on_submit_is_unknown_and_takes_nothing(
     claims: SupplierClaims, supplier_http: httpx.AsyncClient
 ) -> None:
-    await supplier_http.post("/sandbox/faults", json={"mode": "error_5xx", "count": 1})
+    await supplier_http.post("/sandbox/claims/faults", json={"mode": "error_5xx", "count": 1})
     with pytest.raises(SupplierUnavailable):
         await claims.submit("sup-a", claim("clm_5"))
     assert await claims.query("sup-a", "clm_5") is None  # asked first: not there, send it
@@ -101,7 +101,7 @@ async def test_timeout_on_submit_is_unknown_and_the_claim_is_found_by_id(
         api_key=SUPPLIER_KEY,
         secret=SUPPLIER_SECRET,
     )
-    await network_http.post(f"{servers.supplier}/sandbox/faults", json={"mode": "timeout"})
+    await network_http.post(f"{servers.supplier}/sandbox/claims/faults", json={"mode": "timeout"})
     with pytest.raises(SupplierUnavailable):
         await claims.submit("sup-a", claim("clm_t"))
     # The supplier took it though the answer never came: asking finds it, nothing resent.

@@ -81,6 +81,8 @@ class FakeBackend:
     # `lock_gate` is set: a test can act while the supplier is being asked.
     lock_gate: asyncio.Event | None = None
     lock_started: asyncio.Event = field(default_factory=asyncio.Event)
+    # `lock_fails`: the supplier refuses the lock for good (a failure no retry mends).
+    lock_fails: bool = False
     # The supplier's answers to a replacement (补发): the reservation, then the confirmation;
     # `confirm_fails`: the confirmation fails for good (whether the key was handed over is
     # then unknown, as after a budget of timeouts).
@@ -201,6 +203,8 @@ class FakeBackend:
             self.lock_started.set()
             if self.lock_gate is not None:
                 await self.lock_gate.wait()
+            if self.lock_fails:
+                raise ApplicationError("supplier refused the lock", non_retryable=True)
             return KeysAnswer(
                 states={
                     k.card_key_id: self.lock_states.get(k.card_key_id, KeyState.LOCKED)

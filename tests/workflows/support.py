@@ -63,6 +63,8 @@ RECORDED = frozenset(
         # A fresh key instead of money (tests/workflows/test_replacement.py).
         "replaced",
         "replacement_out_of_stock",
+        # A lock the supplier refuses for good (patch `local-supplier-failures`).
+        "lock_refused",
     }
 )
 

@@ -78,3 +78,25 @@ async def test_cancel_after_the_key_is_voided_does_not_strand_the_buyer(
         body = await r.result()
         voided = bool(r.backend.called("lock_card_keys"))
         assert not (voided and body.status is RefundStatus.CANCELLED and not r.backend.payouts)
+
+
+async def test_a_lock_the_supplier_refuses_for_good_goes_to_a_person(
+    env: WorkflowEnvironment,
+) -> None:
+    """The lean refund locks in a local activity, whose final failure reaches the workflow as
+    the ApplicationError itself; before `local-supplier-failures` that failed the refund."""
+
+    def refusing(now: datetime) -> FakeBackend:
+        backend = unredeemed()(now)
+        backend.lock_fails = True
+        return backend
+
+    async with running_refund(env, refusing, name="lock_refused") as refund:
+        body = await refund.wait_for_status(RefundStatus.PENDING_REVIEW)
+        assert body.decision is not None and body.decision.rule == "card_key.lock_failed"
+        assert "card_key_lock_failed" in stages(body)
+        assert refund.backend.payouts == []
+        assert len(refund.backend.called("lock_card_keys")) == 1
+
+        await refund.handle.signal(RefundWorkflow.on_reject, reject())
+        await refund.wait_for_status(RefundStatus.REJECTED)
