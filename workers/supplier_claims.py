@@ -84,10 +84,13 @@ class ClaimsDriver:
         """One pass over the claims due at `now` (default: the clock)."""
         now = now or utcnow()
         done = Round()
-        async with self.sessions() as session:
-            due = await claim_rows.due(session, (ClaimState.OPEN, ClaimState.SUBMITTED), now=now)
-        for claim in due:
-            await self._advance(claim, now, done)
+        # Claims not yet at the supplier first, then the polls: a new claim must not wait
+        # behind a page of old ones the supplier has been sitting on.
+        for state in (ClaimState.OPEN, ClaimState.SUBMITTED):
+            async with self.sessions() as session:
+                due = await claim_rows.due(session, (state,), now=now)
+            for claim in due:
+                await self._advance(claim, now, done)
         await self._write_off_overdue(now, done)
         return done
 

@@ -18,10 +18,12 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from api.pages.buyer_notifications import ChannelChoice, choose_channels, preferences
 from api.pages.render import PageError, local_time, page
 from api.pages.words import pick_language, word
 from api.updates import deliver
 from domain import buyer_links as links
+from domain.contacts import Channel
 from domain.model import utcnow
 from domain.refund import (
     AppealRequest,
@@ -164,6 +166,17 @@ async def _render(
 ) -> Response:
     async with request.app.state.reads() as session:
         order = await orders.load_order(session, body.order_id)
+        # Where the buyer's SMS and e-mail go (masked) and whether they are sent; the whole
+        # page only (the live part polled every few seconds does not show it).
+        notify = (
+            {
+                channel: shown
+                for channel, shown in (await preferences(session, body.refund_id)).items()
+                if shown["address"]
+            }
+            if template == "buyer.html"
+            else {}
+        )
     titles = {i.item_id: i.title for i in order.items} if order else {}
     return page(
         template,
@@ -195,6 +208,7 @@ async def _render(
         if body.status is RefundStatus.REJECTED
         else "",
         link_expires=local_time(links.expires_at(t), "%Y-%m-%d"),
+        notify=notify,
         done=done,
         refused=refused,
     )
@@ -226,11 +240,15 @@ async def buyer_action(
     url: Annotated[str, Form(max_length=2048)] = "",
     lang: Annotated[str, Form(max_length=4)] = "",
     remedy: Annotated[str, Form(max_length=16)] = "",
+    channel: Annotated[str, Form(max_length=8)] = "",
+    receive: Annotated[str, Form(max_length=1)] = "",
 ) -> Response:
     lang = pick_language(request.headers.get("accept-language"), lang or None)
     body = await _refund(request, refund_id, t, lang)
     if not links.form_token_ok(_secret(request), t, csrf):
         raise PageError(403, "err.csrf", lang=lang)
+    if action == "notifications":
+        return await _notifications(request, body, t, lang, channel, receive)
     update: Any
     try:
         if action == "evidence":
@@ -260,5 +278,22 @@ async def buyer_action(
         body = await _refund(request, refund_id, t, lang)
         why = word(f"problem.{outcome.problem}", lang)
         return await _render(request, body, t, lang, refused=why, status=409)
+    return _done(refund_id, t, lang, action)
+
+
+def _done(refund_id: str, t: str, lang: str, action: str) -> Response:
+    """Back to the page, saying what was done (a reload then repeats nothing)."""
     query = f"t={t}&done={action}" + (f"&lang={lang}" if lang == "en" else "")
     return RedirectResponse(f"/r/{refund_id}?{query}", status_code=303)
+
+
+async def _notifications(
+    request: Request, body: RefundBody, t: str, lang: str, channel: str, receive: str
+) -> Response:
+    """Stop or resume SMS or e-mail: the buyer's own preference, no workflow involved."""
+    if channel not in {c.value for c in Channel} or receive not in ("0", "1"):
+        return await _render(request, body, t, lang, refused=word("b.notify.bad", lang), status=422)
+    choice = ChannelChoice.model_validate({channel: receive == "1"})
+    async with request.app.state.sessions() as session, session.begin():
+        await choose_channels(session, body.buyer_id, choice)
+    return _done(body.refund_id, t, lang, "notifications")

@@ -1,6 +1,7 @@
 """The buyer's say over SMS and e-mail: `GET /r/{refund_id}/notifications?t=...` shows where
 messages go (masked) and whether the buyer receives them; `PUT` with `{"sms": false}` or
 `{"email": false}` opts out of a channel (`true` opts back in), for all the buyer's orders.
+The progress page's buttons do the same (`api/pages/buyer.py`, a form with its CSRF token).
 
 Authorised like the rest of the buyer's page: the signed link (`t`) is the buyer's access to
 that refund, and so to its buyer's preferences. JSON, not a form: a cross-site page cannot
@@ -38,7 +39,8 @@ def _authorised(settings: SettingsDep, refund_id: str, t: str) -> None:
         raise Problem(410, "link-expired", "This link has expired")
 
 
-async def _preferences(session: Any, refund_id: str) -> dict[str, Any]:
+async def preferences(session: Any, refund_id: str) -> dict[str, Any]:
+    """Per channel: where messages go (masked), whether they are sent, whether opted out."""
     body = await refund_rows.load_body(session, refund_id)
     if body is None:
         raise Problem(404, "not-found", "Unknown refund")
@@ -60,7 +62,7 @@ async def show(
     refund_id: Identifier, t: Token, session: ReadSessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     _authorised(settings, refund_id, t)
-    return await _preferences(session, refund_id)
+    return await preferences(session, refund_id)
 
 
 @router.put("/{refund_id}/notifications")
@@ -76,11 +78,14 @@ async def choose(
         body = await refund_rows.load_body(session, refund_id)
         if body is None:
             raise Problem(404, "not-found", "Unknown refund")
-        for channel in Channel:
-            receive = getattr(choice, channel.value)
-            if receive is not None:
-                await contacts.set_opt_out(
-                    session, body.buyer_id, channel, out=not receive, now=utcnow()
-                )
+        await choose_channels(session, body.buyer_id, choice)
     async with session.begin():
-        return await _preferences(session, refund_id)
+        return await preferences(session, refund_id)
+
+
+async def choose_channels(session: Any, buyer_id: str, choice: ChannelChoice) -> None:
+    """Opt the buyer out of (or back into) the channels `choice` names, for all their orders."""
+    for channel in Channel:
+        receive = getattr(choice, channel.value)
+        if receive is not None:
+            await contacts.set_opt_out(session, buyer_id, channel, out=not receive, now=utcnow())

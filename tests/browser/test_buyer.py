@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.browser.conftest import phone, reviewer, shot
 from tests.browser.test_console import pending, revealed_card_key
+from tests.integration.test_buyer_messages import contacts, mail_to, settled, sms_to
 from tests.system import System, course_order, unique
 
 XSS = "<b>bold?</b><script>document.title='pwned'</script>"
@@ -135,3 +136,34 @@ async def test_buyer_takes_a_replacement_key_instead_of_the_money(
         page = await buyer.inner_text("body")
         assert "请在订单页查看" in page and await buyer.locator("#replacement").count() == 0
         await shot(buyer, "buyer-replaced")
+
+
+async def test_buyer_stops_sms_on_the_page_and_hears_by_email_only(
+    browser: Any, system: System
+) -> None:
+    """The page shows where messages go (masked); the buyer stops SMS there, and the approval's
+    news then comes by e-mail alone."""
+    order = {**course_order(progress=20, minutes_ago=120), "buyer_contact": contacts("zh")}
+    phone_no, address = order["buyer_contact"]["phone"], order["buyer_contact"]["email"]
+    refund_id = await pending(system, order)
+    path = await link(system, refund_id)
+    async with phone(browser, system) as buyer:
+        await buyer.goto(path)
+        section = await buyer.inner_text("#notifications")
+        assert phone_no not in section and f"{phone_no[:3]}****{phone_no[-4:]}" in section
+        assert "接收中" in await buyer.inner_text("#notify-sms-state")
+        await buyer.click("#notify-sms")
+        await buyer.wait_for_selector("#done")
+        assert "已关闭" in await buyer.inner_text("#notify-sms-state")
+        assert "接收中" in await buyer.inner_text("#notify-email-state")
+        await shot(buyer, "buyer-sms-stopped")
+
+    r = await system.post(f"/v1/refunds/{refund_id}/approve", {"reviewer": "fay"}, role="reviewer")
+    assert r.status_code == 202, r.text
+    await system.wait_status(refund_id, "refunded")
+    rows = await settled(system, refund_id, 5)
+    # Opted out when the money arrived: no SMS was even queued, the e-mail went out.
+    arrived = {r["channel"]: r["state"] for r in rows if r["stage"] == "money_arrived"}
+    assert arrived == {"email": "delivered"}
+    assert not [m for m in await sms_to(system, phone_no) if "已退回" in m["text"]]
+    assert any("已退回" in m["subject"] + m["body"] for m in await mail_to(system, address))

@@ -172,6 +172,37 @@ async def test_a_rejected_buyer_hears_in_english_with_the_link_to_appeal(system:
     assert page.status_code == 200 and refund_id in page.text
 
 
+async def test_an_approved_refund_waiting_for_its_gateway_tells_the_buyer_it_is_on_its_way(
+    system: System,
+) -> None:
+    """The `approved` stage: a reviewer approves, the gateway answers "processing", so the
+    refund rests in `refunding` — the buyer hears the money is on its way, then that it
+    arrived."""
+    order = {**course_order(progress=40, channel="wechat"), "buyer_contact": contacts("en")}
+    await system.record(order)
+    refund_id = await system.refund_id(order, reason="changed_mind")
+    waiting = await system.wait_status(refund_id, "pending_review")
+    gateway = system.sandboxes.wechat
+    armed = await system.http.post(
+        f"{gateway}/sandbox/faults", json={"mode": "processing", "count": 1}
+    )
+    assert armed.status_code == 200, armed.text
+    r = await system.post(
+        f"/v1/refunds/{refund_id}/approve", {"reviewer": "alice"}, role="reviewer"
+    )
+    assert r.status_code == 202, r.text
+    refund = await system.wait_status(refund_id, "refunded", within=60)
+    rows = await settled(system, refund_id, 8)
+    assert {r["stage"] for r in rows if r["channel"] == "sms"} >= {"approved", "money_arrived"}
+    stages = [
+        BuyerStage.SUBMITTED,
+        BuyerStage.NEEDS_REVIEW,
+        BuyerStage.APPROVED,
+        BuyerStage.MONEY_ARRIVED,
+    ]
+    await check_words(system, order, refund, stages, deadline=waiting["review"]["deadline"])
+
+
 async def test_a_buyer_who_opts_out_of_sms_gets_email_only(system: System) -> None:
     first = {**card_key_order(), "buyer_contact": contacts("zh")}
     await system.record(first)

@@ -5,6 +5,7 @@ past the policy's deadline."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -22,9 +23,11 @@ from store import ledger
 from tests.peers.conftest import SUPPLIER_KEY, SUPPLIER_SECRET, asgi_client
 from tests.scratch import Scratch, scratch_database
 from tests.store.claims_support import claims_of, refunded_invalid
-from workers.supplier_claims import ClaimsDriver
+from workers.supplier_claims import MIN_POLL, ClaimsDriver
 
 SUPPLIER = "http://supplier.test"
+# How many claims a round reads at a time (`store.supplier_claims.due`).
+PAGE = 50
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +121,7 @@ async def test_a_5xx_on_submit_is_asked_about_before_it_is_sent_again(
     scratch: Scratch, driver: ClaimsDriver, supplier_http: httpx.AsyncClient
 ) -> None:
     _, refund_id = await refunded_invalid(scratch, [KeyState.INVALID], suppliers=["sup-5"])
-    await supplier_http.post("/sandbox/faults", json={"mode": "error_5xx", "count": 1})
+    await supplier_http.post("/sandbox/claims/faults", json={"mode": "error_5xx", "count": 1})
     now = utcnow()
     await driver.round(now)
     (claim,) = await claims_of(scratch, refund_id)
@@ -199,3 +202,25 @@ async def test_a_claim_unpaid_past_the_deadline_is_written_off_and_a_paid_one_is
     async with scratch.reads() as session:
         assert await ledger.balance(session, ledger.supplier_claims("sup-l")) == 0
         assert set((await ledger.trial_balance(session)).values()) <= {0}
+
+
+async def test_a_new_claim_is_submitted_ahead_of_a_page_of_overdue_polls(
+    scratch: Scratch, driver: ClaimsDriver
+) -> None:
+    """A round takes a page of claims at a time; a fresh claim must not wait behind a page of
+    old ones the supplier sits on (their polls overdue because the loop fell behind)."""
+    waiting = [
+        (await refunded_invalid(scratch, [KeyState.INVALID], suppliers=["sup-slow"]))[1]
+        for _ in range(PAGE + 1)
+    ]
+    while (await driver.round(utcnow())).submitted:
+        pass  # a page a round, until every one of them is at the supplier
+    for refund_id in waiting:
+        assert [c.state for c in await claims_of(scratch, refund_id)] == [ClaimState.SUBMITTED]
+    await asyncio.sleep((MIN_POLL + timedelta(milliseconds=200)).total_seconds())
+    _, fresh = await refunded_invalid(scratch, [KeyState.INVALID], suppliers=["sup-new"])
+
+    await driver.round(utcnow())
+
+    (claim,) = await claims_of(scratch, fresh)
+    assert claim.state is ClaimState.SUBMITTED, "the fresh claim waited behind the polls"
