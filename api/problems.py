@@ -46,6 +46,13 @@ def field_error(field: str, message: str, status: int = 422, detail: str = "") -
     )
 
 
+def temporal_unavailable(message: str) -> Problem:
+    """Temporal did not answer an action: nothing was done, the caller may repeat it."""
+    return Problem(
+        503, "temporal-unavailable", "Try again shortly", message, headers={"Retry-After": "5"}
+    )
+
+
 def unauthorized() -> Problem:
     return Problem(
         401,

@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not start refunds the API did not start, nor drive claims against suppliers",
     )
     parser.add_argument(
+        "--no-claims",
+        action="store_true",
+        help="do not drive claims against suppliers (a second stack on a shared database "
+        "whose supplier is another: its claims loop would submit the first one's claims there)",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=None,
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 settings,
                 dispatch_webhooks=not args.no_dispatcher,
                 sweep=not args.no_sweeper,
+                drive_claims=not args.no_claims,
                 freeze_heap=True,
             )
         )
@@ -97,6 +104,7 @@ async def serve(
     *,
     dispatch_webhooks: bool = True,
     sweep: bool = True,
+    drive_claims: bool = True,
     stop: asyncio.Event | None = None,
     tracer_provider: TracerProvider | None = None,
     freeze_heap: bool = False,
@@ -140,7 +148,9 @@ async def serve(
                     sweep_unstarted(sessions, client, task_queue=settings.task_queue)
                 )
             )
-        if sweep:  # one per host, like the sweeper: the worker's children run neither
+        if (
+            sweep and drive_claims
+        ):  # one per host, like the sweeper: the worker's children run neither
             claims = ClaimsDriver(
                 sessions,
                 supplier_claims_client(settings, http),

@@ -19,7 +19,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from api.deps import Admin, ReadSessionDep, SessionDep, TemporalDep
 from api.openapi import problem_responses
-from api.problems import Problem
+from api.problems import Problem, temporal_unavailable
 from api.routers.incidents import incident_row, live_view
 from domain.incident import workflow_id_for_incident
 from domain.incident_run import (
@@ -124,13 +124,7 @@ class IncidentAction:
                     f"incident {incident_id} is {row.state.value}",
                     status_now=row.state.value,
                 ) from err
-            raise Problem(
-                503,
-                "temporal-unavailable",
-                "Try again shortly",
-                err.message,
-                headers={"Retry-After": "5"},
-            ) from err
+            raise temporal_unavailable(err.message) from err
         if view is None:  # accepted, still being carried out: what the database shows now
             response.status_code = 202
             await reads.rollback()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.background import BackgroundTask
 from temporalio.client import (
     Client,
@@ -34,7 +35,7 @@ from api.deps import (
     WatchDep,
 )
 from api.openapi import problem_responses
-from api.problems import Problem, field_error
+from api.problems import Problem, field_error, temporal_unavailable
 from domain.model import Identifier
 from domain.refund import (
     AppealRequest,
@@ -223,6 +224,19 @@ def _handle(temporal: Client, body: RefundBody) -> WorkflowHandle[RefundWorkflow
     return temporal.get_workflow_handle_for(RefundWorkflow.run, body.workflow_id)
 
 
+async def _buyers_action(
+    session: AsyncSession,
+    temporal: Client,
+    refund_id: str,
+    update: UpdateMethodMultiParam[[RefundWorkflow, Any], Any],
+    req: CancelRequest | AppealRequest | RemedyRequest,
+) -> RefundAccepted:
+    """What only the refund's own buyer may do (the platform acts for them), as an Update."""
+    body = await _body(session, refund_id)
+    _buyers_own(body, req.buyer_id)
+    return _accepted(body, await _update(temporal, body, update, req))
+
+
 async def _update(
     temporal: Client,
     body: RefundBody,
@@ -253,13 +267,7 @@ async def _update(
                 f"refund {body.refund_id} is {body.status.value}",
                 status_now=body.status.value,
             ) from err
-        raise Problem(
-            503,
-            "temporal-unavailable",
-            "Try again shortly",
-            err.message,
-            headers={"Retry-After": "5"},
-        ) from err
+        raise temporal_unavailable(err.message) from err
     return result
 
 
@@ -316,9 +324,7 @@ async def cancel(
     temporal: TemporalDep,
     _: Platform,
 ) -> RefundAccepted:
-    body = await _body(session, refund_id)
-    _buyers_own(body, req.buyer_id)
-    return _accepted(body, await _update(temporal, body, RefundWorkflow.cancel, req))
+    return await _buyers_action(session, temporal, refund_id, RefundWorkflow.cancel, req)
 
 
 @router.post(
@@ -335,9 +341,7 @@ async def appeal(
     temporal: TemporalDep,
     _: Platform,
 ) -> RefundAccepted:
-    body = await _body(session, refund_id)
-    _buyers_own(body, req.buyer_id)
-    return _accepted(body, await _update(temporal, body, RefundWorkflow.appeal, req))
+    return await _buyers_action(session, temporal, refund_id, RefundWorkflow.appeal, req)
 
 
 @router.post(
@@ -358,9 +362,7 @@ async def choose_remedy(
     temporal: TemporalDep,
     _: Platform,
 ) -> RefundAccepted:
-    body = await _body(session, refund_id)
-    _buyers_own(body, req.buyer_id)
-    return _accepted(body, await _update(temporal, body, RefundWorkflow.choose_remedy, req))
+    return await _buyers_action(session, temporal, refund_id, RefundWorkflow.choose_remedy, req)
 
 
 @router.post(

@@ -47,7 +47,9 @@ async def crash_system(
             ),
             buyer_messages=False,
         ),
-        workers=[WorkerSpec(name=WORKER, env=crash_env(crash_dir))],
+        # It shares the session's database with the `system` stack, whose sandbox supplier the
+        # claims tests ask: claims are that stack's worker's to drive.
+        workers=[WorkerSpec(name=WORKER, env=crash_env(crash_dir), args=("--no-claims",))],
         apis=[ApiSpec(mode="inprocess")],
         logs=LogSpec(to_logging=True),
     )
