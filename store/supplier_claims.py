@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.refund import RefundBody
-from domain.supplier_claims import ClaimState, SoldKey, plan_claims
+from domain.supplier_claims import ClaimState, SoldKey, confirmed_invalid, plan_claims
 from store import ledger
 from store.claim_rows import SupplierClaimRow
 from store.models import CardKeyRow
@@ -65,6 +65,8 @@ class Claim:
 async def open_claims(session: AsyncSession, body: RefundBody, *, now: datetime) -> list[str]:
     """Open the claims a refund stored `refunded` gives rise to, in the caller's transaction
     (the one that stores the refund). Returns the claims opened now (none on a repeat)."""
+    if not confirmed_invalid(body):
+        return []  # most refunds: no key the supplier called invalid, nothing to read
     rows = await session.execute(
         select(CardKeyRow.item_id, CardKeyRow.card_key_id, CardKeyRow.supplier).where(
             CardKeyRow.order_id == body.order_id
