@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -70,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "migrated, then written to. Must be on this host.",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="run the stack in this directory and keep it (database, every process's log) "
+        "instead of a temporary one removed at the end",
+    )
     parser.add_argument(
         "--mode",
         choices=("subprocess", "inprocess"),
@@ -140,7 +148,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
     run_id = secrets.token_hex(4)
     api_key = PLATFORM_KEY_PREFIX + secrets.token_hex(12)
-    with tempfile.TemporaryDirectory(prefix="kami-bench-") as tmp_name:
+    if args.keep is not None:  # the stack's files and logs, left for a look afterwards
+        args.keep.mkdir(parents=True, exist_ok=True)
+    place = (
+        contextlib.nullcontext(str(args.keep))
+        if args.keep is not None
+        else tempfile.TemporaryDirectory(prefix="kami-bench-")
+    )
+    with place as tmp_name:
         tmp = Path(tmp_name)
         _say(f"starting the stack ({args.mode}) in {tmp} ...")
         t_setup = time.monotonic()
