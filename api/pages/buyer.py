@@ -171,7 +171,7 @@ async def _render(
         notify = (
             {
                 channel: shown
-                for channel, shown in (await preferences(session, body.refund_id)).items()
+                for channel, shown in (await preferences(session, body)).items()
                 if shown["address"]
             }
             if template == "buyer.html"

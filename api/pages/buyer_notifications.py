@@ -19,6 +19,7 @@ from api.problems import Problem
 from domain import buyer_links as links
 from domain.contacts import Channel, mask_address
 from domain.model import Identifier, utcnow
+from domain.refund import RefundBody
 from store import contacts
 from store import refunds as refund_rows
 
@@ -39,11 +40,16 @@ def _authorised(settings: SettingsDep, refund_id: str, t: str) -> None:
         raise Problem(410, "link-expired", "This link has expired")
 
 
-async def preferences(session: Any, refund_id: str) -> dict[str, Any]:
-    """Per channel: where messages go (masked), whether they are sent, whether opted out."""
+async def _refund(session: Any, refund_id: str) -> RefundBody:
     body = await refund_rows.load_body(session, refund_id)
     if body is None:
         raise Problem(404, "not-found", "Unknown refund")
+    return body
+
+
+async def preferences(session: Any, body: RefundBody) -> dict[str, Any]:
+    """Per channel: where the refund's buyer's messages go (masked), whether they are sent,
+    whether opted out."""
     contact = await contacts.load_contact(session, body.order_id)
     out = await contacts.opted_out(session, body.buyer_id)
     shown: dict[str, Any] = {}
@@ -62,7 +68,7 @@ async def show(
     refund_id: Identifier, t: Token, session: ReadSessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     _authorised(settings, refund_id, t)
-    return await preferences(session, refund_id)
+    return await preferences(session, await _refund(session, refund_id))
 
 
 @router.put("/{refund_id}/notifications")
@@ -75,12 +81,10 @@ async def choose(
 ) -> dict[str, Any]:
     _authorised(settings, refund_id, t)
     async with session.begin():
-        body = await refund_rows.load_body(session, refund_id)
-        if body is None:
-            raise Problem(404, "not-found", "Unknown refund")
+        body = await _refund(session, refund_id)
         await choose_channels(session, body.buyer_id, choice)
     async with session.begin():
-        return await preferences(session, refund_id)
+        return await preferences(session, body)
 
 
 async def choose_channels(session: Any, buyer_id: str, choice: ChannelChoice) -> None:
